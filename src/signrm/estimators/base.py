@@ -1,0 +1,109 @@
+"""Common base of all preference estimators (scikit-learn conventions)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy import special
+from sklearn.base import BaseEstimator
+
+from signrm.data import PreferenceData
+from signrm.metrics import order_consistency
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator is used before ``fit``."""
+
+
+class PreferenceEstimator(BaseEstimator):
+    """Base class: subclasses implement ``fit`` and ``_reward``.
+
+    Learned state ends in ``_``. Linear heads set ``coef_`` (d,) and may serve data that only hold
+    differences; other heads need each alternative's features.
+    """
+
+    #: learned attributes saved by ``save`` (beyond those listed by subclasses)
+    _saved: tuple[str, ...] = ()
+
+    # -------------------------------------------------------------- helpers for subclasses
+    def _check_data(self, data) -> PreferenceData:
+        if not isinstance(data, PreferenceData):
+            raise TypeError(
+                f"{type(self).__name__}.fit expects a signrm.PreferenceData, got "
+                f"{type(data).__name__}; build one with PreferenceData.from_arrays(xa, xb, y)"
+            )
+        if not np.any(data.signs != 0):
+            raise ValueError("every comparison is a tie: there is nothing to learn")
+        return data
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(data)")
+
+    def _check_X(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X: expected shape (n, {self.n_features_in_}), got {np.asarray(X).shape}"
+            )
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X: NaN or inf in the features")
+        return X
+
+    def _state_attributes(self) -> tuple[str, ...]:
+        return ("n_features_in_",) + tuple(self._saved)
+
+    def _save_extra(self, directory: Path) -> None:
+        """Write extra files (torch heads, boosters) into the model directory."""
+
+    def _load_extra(self, directory: Path) -> None:
+        """Read what ``_save_extra`` wrote."""
+
+    # -------------------------------------------------------------- public API
+    def reward(self, X) -> np.ndarray:
+        """Reward (utility) of alternatives ``X`` (n, d) -> (n,)."""
+        self._check_fitted()
+        return self._reward(self._check_X(X))
+
+    def _reward(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decision_function(self, data: PreferenceData) -> np.ndarray:
+        """Margins ``r(a) - r(b)`` of each comparison, shape (n,)."""
+        self._check_fitted()
+        if not isinstance(data, PreferenceData):
+            raise TypeError(f"expected a signrm.PreferenceData, got {type(data).__name__}")
+        if data.n_features != self.n_features_in_:
+            raise ValueError(
+                f"data have {data.n_features} features, the model was fitted on {self.n_features_in_}"
+            )
+        if data.has_alternatives:
+            return self._reward(data.xa) - self._reward(data.xb)
+        coef = getattr(self, "coef_", None)
+        if coef is None or getattr(self, "head", "linear") != "linear":
+            data.require_alternatives(type(self).__name__ + " with a non-linear head")
+        return np.asarray(
+            data.differences @ np.asarray(coef, dtype=data.differences.dtype), dtype=np.float64
+        )
+
+    def predict_proba(self, data: PreferenceData) -> np.ndarray:
+        """P(a preferred) of each comparison, shape (n,)."""
+        return special.expit(self.decision_function(data))
+
+    def predict(self, data: PreferenceData) -> np.ndarray:
+        """Predicted label (1 = a preferred, 0 = b), shape (n,)."""
+        return (self.decision_function(data) > 0).astype(np.int64)
+
+    def score(self, data: PreferenceData) -> float:
+        """Order consistency: share of (non-tie) labels the margin's sign agrees with."""
+        return order_consistency(self.decision_function(data), data.y, data.weight)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to a directory (JSON + npz/safetensors, no pickle). Reload with ``signrm.load``."""
+        from signrm.persistence import save
+
+        return save(self, path)

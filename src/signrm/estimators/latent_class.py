@@ -1,0 +1,182 @@
+"""Latent-class Bradley–Terry by EM (panel-data baseline; needs user ids).
+
+K classes with weights ``pi_k`` and utilities ``theta_k``; every user belongs to one class for all
+their comparisons. The E-step computes each user's class posterior from the product of that user's
+BT likelihoods (in log space); the M-step runs K weighted logistic regressions and updates ``pi``.
+The population utility estimate is ``sum_k pi_k theta_k``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from signrm.data import PreferenceData
+from signrm.estimators._linear import fit_bt_linear
+from signrm.estimators.base import PreferenceEstimator
+
+
+def _comparison_loglik(D: np.ndarray, y: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+    """BT log-likelihood of each comparison under each class: (n, K)."""
+    m = np.asarray(D @ thetas.T.astype(D.dtype), dtype=np.float64)
+    return y[:, None] * special.log_expit(m) + (1 - y[:, None]) * special.log_expit(-m)
+
+
+class LatentClassBT(PreferenceEstimator):
+    """Finite mixture of linear BT models over users, fitted by EM.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of latent classes K (the sign-estimator paper compares K in {2, 3, 5}).
+    n_init : int
+        EM restarts from random soft assignments; the best log-likelihood is kept.
+    max_iter : int
+        EM iterations per restart.
+    tol : float
+        Stop when the log-likelihood improves by less than ``tol * n_comparisons``.
+    l2 : float
+        Ridge penalty of each class's logistic regression (per unit of mean loss).
+    random_state : int or None
+    verbose : bool
+
+    Attributes
+    ----------
+    weights_ : (K,) class weights pi_k.   coefs_ : (K, d) class utilities theta_k.
+    coef_ : (d,) population utility ``sum_k weights_k coefs_k``.
+    users_ : (U,) user ids in the order of ``responsibilities_`` (U, K) (posterior class of each
+    user); ``labels_`` (U,) their most probable class.
+    log_likelihood_, bic_ (``-2 LL + (K d + K - 1) log n`` with n comparisons), n_iter_,
+    converged_.
+    """
+
+    _saved = (
+        "weights_",
+        "coefs_",
+        "coef_",
+        "users_",
+        "responsibilities_",
+        "labels_",
+        "log_likelihood_",
+        "bic_",
+        "n_iter_",
+        "converged_",
+    )
+
+    def __init__(
+        self,
+        n_classes: int = 2,
+        n_init: int = 5,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        l2: float = 1e-4,
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.n_classes = n_classes
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.l2 = l2
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, data: PreferenceData) -> LatentClassBT:
+        """Fit by EM on comparisons with user ids; returns self."""
+        K = int(self.n_classes)
+        if K < 1:
+            raise ValueError(f"n_classes must be >= 1, got {self.n_classes}")
+        if int(self.n_init) < 1:
+            raise ValueError(f"n_init must be >= 1, got {self.n_init}")
+        data = self._check_data(data)
+        users = data.require_users("LatentClassBT")
+        uniq, user_idx = np.unique(users, return_inverse=True)
+        if len(uniq) < K:
+            raise ValueError(
+                f"LatentClassBT(n_classes={K}) needs at least {K} users, got {len(uniq)}"
+            )
+        D, y = data.differences, data.y
+        n, d = D.shape
+        w = np.ones(n) if data.weight is None else data.weight
+        rng = np.random.default_rng(self.random_state)
+        from tqdm.auto import tqdm
+
+        best = None
+        for _ in tqdm(range(int(self.n_init)), desc="EM restarts", disable=not self.verbose):
+            resp = rng.dirichlet(np.ones(K), size=len(uniq))
+            result = self._em(D, y, w, user_idx, len(uniq), resp)
+            if best is None or result["ll"] > best["ll"]:
+                best = result
+        self.n_features_in_ = d
+        self.users_ = uniq
+        self.weights_ = best["pi"]
+        self.coefs_ = best["thetas"]
+        self.coef_ = self.weights_ @ self.coefs_
+        self.responsibilities_ = best["resp"]
+        self.labels_ = best["resp"].argmax(axis=1)
+        self.log_likelihood_ = float(best["ll"])
+        n_params = K * d + K - 1
+        self.bic_ = float(-2 * best["ll"] + n_params * np.log(n))
+        self.n_iter_ = int(best["n_iter"])
+        self.converged_ = bool(best["converged"])
+        return self
+
+    def _em(self, D, y, w, user_idx, n_users, resp) -> dict:
+        K = resp.shape[1]
+        d = D.shape[1]
+        thetas = np.zeros((K, d))
+        ll_old = -np.inf
+        converged = False
+        it = 0
+        for it in range(1, int(self.max_iter) + 1):
+            # M-step: class weights, then one weighted logistic regression per class.
+            pi = np.clip(resp.mean(axis=0), 1e-12, None)
+            pi /= pi.sum()
+            for k in range(K):
+                wk = w * resp[user_idx, k]
+                if wk.sum() <= 1e-12:
+                    continue
+                thetas[k], _ = fit_bt_linear(D, y, wk, l2=self.l2, theta0=thetas[k], max_iter=200)
+            # E-step in log space: user log-likelihoods summed over their comparisons.
+            comp_ll = _comparison_loglik(D, y, thetas) * w[:, None]
+            user_ll = np.zeros((n_users, K))
+            np.add.at(user_ll, user_idx, comp_ll)
+            log_post = user_ll + np.log(pi)
+            norm = special.logsumexp(log_post, axis=1, keepdims=True)
+            resp = np.exp(log_post - norm)
+            ll = float(norm.sum())
+            if ll - ll_old < self.tol * len(y):
+                converged = True
+                break
+            ll_old = ll
+        pi = resp.mean(axis=0)
+        return {
+            "ll": ll,
+            "pi": pi,
+            "thetas": thetas.copy(),
+            "resp": resp,
+            "n_iter": it,
+            "converged": converged,
+        }
+
+    def _reward(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X @ self.coef_.astype(X.dtype), dtype=np.float64)
+
+    def predict_proba(self, data: PreferenceData) -> np.ndarray:
+        """Population-average choice probability ``sum_k pi_k sigmoid(theta_k . D)``."""
+        self._check_fitted()
+        if data.n_features != self.n_features_in_:
+            raise ValueError(
+                f"data have {data.n_features} features, the model was fitted on {self.n_features_in_}"
+            )
+        m = np.asarray(data.differences @ self.coefs_.T.astype(data.differences.dtype))
+        return special.expit(m) @ self.weights_
+
+    def predict_user_class(self, users) -> np.ndarray:
+        """Most probable class of known users, shape (len(users),)."""
+        self._check_fitted()
+        lookup = {u: i for i, u in enumerate(self.users_.tolist())}
+        missing = [u for u in np.asarray(users).tolist() if u not in lookup]
+        if missing:
+            raise ValueError(f"unknown user id(s) {missing[:5]}: not seen in fit")
+        return self.labels_[[lookup[u] for u in np.asarray(users).tolist()]]
