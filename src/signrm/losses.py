@@ -102,7 +102,9 @@ def zero_one_agreement(margins: torch.Tensor, y: torch.Tensor, weight=None) -> t
     return _weighted_mean((2.0 * y - 1.0) * torch.sign(margins), weight)
 
 
-def centering_penalty(rewards_a: torch.Tensor, rewards_b: torch.Tensor, coef: float) -> torch.Tensor:
+def centering_penalty(
+    rewards_a: torch.Tensor, rewards_b: torch.Tensor, coef: float
+) -> torch.Tensor:
     """TRL's reward centring term: ``coef * mean((r(a) + r(b))^2)``."""
     return coef * ((rewards_a + rewards_b) ** 2).mean()
 

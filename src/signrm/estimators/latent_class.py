@@ -127,8 +127,9 @@ class LatentClassBT(PreferenceEstimator):
         thetas = np.zeros((K, d))
         ll_old = -np.inf
         converged = False
-        it = 0
+        n_iter = 0
         for it in range(1, int(self.max_iter) + 1):
+            n_iter = it
             # M-step: class weights, then one weighted logistic regression per class.
             pi = np.clip(resp.mean(axis=0), 1e-12, None)
             pi /= pi.sum()
@@ -155,7 +156,7 @@ class LatentClassBT(PreferenceEstimator):
             "pi": pi,
             "thetas": thetas.copy(),
             "resp": resp,
-            "n_iter": it,
+            "n_iter": n_iter,
             "converged": converged,
         }
 
