@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from signrm.estimators._torch_train import TrainConfig, predict_rewards
+from signrm.estimators._torch_train import TrainConfig, predict_rewards, seed_everything
 from signrm.heads import make_head
 
 
@@ -29,7 +29,10 @@ class TorchHeadMixin:
         )
 
     def _new_head(self, n_features: int) -> torch.nn.Module:
-        return make_head(self.head, n_features, tuple(self.hidden_sizes))
+        """A freshly initialised head; the initialisation is drawn from ``random_state``."""
+        with torch.random.fork_rng(devices=[]):
+            seed_everything(self.random_state)
+            return make_head(self.head, n_features, tuple(self.hidden_sizes))
 
     def _torch_reward(self, X: np.ndarray) -> np.ndarray:
         return predict_rewards(self.head_module_, X)
