@@ -93,7 +93,11 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
             raise ValueError(f"center_rewards_coef must be >= 0, got {self.center_rewards_coef}")
 
     def fit(self, data: PreferenceData) -> BradleyTerry:
-        """Fit on comparisons; returns self."""
+        """Fit on comparisons (or a ``signrm.streaming`` source, out of core); returns self."""
+        from signrm.streaming import fit_streaming, is_streaming_source
+
+        if is_streaming_source(data):
+            return fit_streaming(self, data)
         self._validate_params()
         data = self._check_data(data)
         offset = data.margin if self.use_margin else None

@@ -133,7 +133,11 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         return resolve_lambdas(self.lambdas, int(self.n_stages))
 
     def fit(self, data: PreferenceData) -> SignEstimator:
-        """Fit on comparisons; returns self. Ties carry zero weight."""
+        """Fit on comparisons (or a ``signrm.streaming`` source); returns self. Ties: zero weight."""
+        from signrm.streaming import fit_streaming, is_streaming_source
+
+        if is_streaming_source(data):
+            return fit_streaming(self, data)
         lambdas = self._schedule()
         data = self._check_data(data)
         self.n_features_in_ = data.n_features
