@@ -666,3 +666,78 @@ def write_jsonl(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> P
         buf.write(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n")
     text = buf.getvalue()
     return atomic_write(Path(path), lambda p: Path(p).write_text(text, encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------- text models
+ENCODER_FILE = "encoder.json"
+
+
+class TextRewardModel:
+    """A fitted estimator plus the encoder that made its features: texts in, rewards out.
+
+    Saved as the estimator's own directory (``model.json`` ...) plus ``encoder.json`` (the
+    encoder's config and identity), which is what ``signrm fit`` writes and ``signrm score`` /
+    ``signrm best-of-n`` read.
+    """
+
+    def __init__(self, estimator, encoder):
+        self.estimator = estimator
+        self.encoder = encoder
+
+    def reward(
+        self,
+        responses: Sequence[str],
+        prompts: Sequence[str] | None = None,
+        *,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Reward of each (prompt, response), float64 ``(n,)``."""
+        X = self.encoder.encode(list(responses), prompts, show_progress=show_progress)
+        return np.asarray(self.estimator.reward(X), dtype=np.float64)
+
+    def save(self, path: str | os.PathLike, *, extra: Mapping[str, Any] | None = None) -> Path:
+        """Save the estimator to ``path`` then write ``encoder.json`` atomically."""
+        from signrm.data import atomic_write
+
+        config = self.encoder.get_config()
+        path = Path(self.estimator.save(path) or path)
+        info = {"encoder": config, "identity": self.encoder.identity, **dict(extra or {})}
+        text = json.dumps(info, indent=2, default=_json_default)
+        atomic_write(path / ENCODER_FILE, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        cache_dir: str | os.PathLike | bool | None = None,
+        show_progress: bool | None = None,
+    ) -> TextRewardModel:
+        """Load a directory written by :meth:`save` (or ``signrm fit``)."""
+        import signrm
+        from signrm.embed import encoder_from_config
+
+        path = Path(path)
+        enc_path = path / ENCODER_FILE
+        if not enc_path.is_file():
+            raise UserError(
+                f"{path}: no {ENCODER_FILE}; this model was not fitted on texts "
+                "(use `signrm fit PREFS --encoder ...`)"
+            )
+        try:
+            info = json.loads(enc_path.read_text(encoding="utf-8"))
+            config = dict(info["encoder"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise UserError(f"{enc_path}: corrupt encoder file ({exc})") from None
+        estimator = signrm.load(path)
+        encoder = encoder_from_config(config, cache_dir=cache_dir, show_progress=show_progress)
+        saved = info.get("identity")
+        if saved is not None and encoder.identity is not None and saved != encoder.identity:
+            warnings.warn(
+                f"{enc_path}: the encoder now resolves to {encoder.identity.get('model')!r}, "
+                f"the model was fitted with {saved.get('model')!r}; rewards may be meaningless",
+                UserWarning,
+                stacklevel=2,
+            )
+        return cls(estimator, encoder)

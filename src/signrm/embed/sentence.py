@@ -14,7 +14,7 @@ __all__ = ["SentenceEncoder", "MINILM_ID", "packaged_minilm_path", "model_finger
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", MINILM_ID.lower()}
-_MODES = ("concat", "response", "separate")
+_MODES = ("concat", "response", "separate", "average")
 
 
 def packaged_minilm_path() -> Path | None:
@@ -50,8 +50,10 @@ class SentenceEncoder(Encoder):
         ``HF_HUB_OFFLINE=1``), a local folder, a hub name, or a loaded ``SentenceTransformer``.
     mode : how a (prompt, response) item is embedded: ``"concat"`` embeds
         ``prompt + separator + response`` (d features), ``"response"`` the response alone (d),
-        ``"separate"`` both parts separately and concatenates the two vectors (2 d). Without a
-        prompt every mode embeds the text alone (``"separate"`` then gives a zero prompt half).
+        ``"separate"`` both parts separately and concatenates the two vectors (2 d),
+        ``"average"`` both parts separately and averages them, ``(e_prompt + e_response) / 2``
+        (d; the features of the shipped twin panel). Without a prompt every mode embeds the text
+        alone (``"separate"`` then gives a zero prompt half, ``"average"`` the response vector).
     separator : string between prompt and response in ``"concat"`` mode.
     normalize : L2-normalise each vector (all-MiniLM-L6-v2 already ends with a Normalize layer).
     device : torch device (default ``"cpu"``).
@@ -84,6 +86,7 @@ class SentenceEncoder(Encoder):
         self.device = device
         self._st = None
         self._path: str | None = None
+        self._prompt_memo: dict[str, np.ndarray] = {}
         if isinstance(model, str | os.PathLike):
             name = str(model)
             if name.lower() in _MINILM_ALIASES:
@@ -167,9 +170,16 @@ class SentenceEncoder(Encoder):
             return self._embed([f"{p}{self.separator}{t}" for p, t in zip(prompts, texts)])
         resp = self._embed(texts)
         if prompts is None:
+            if self.mode == "average":
+                return resp
             return np.concatenate([np.zeros_like(resp), resp], axis=1)
-        # identical prompts are embedded once per batch
-        uniq = list(dict.fromkeys(prompts))
-        pemb = self._embed(uniq)
-        where = {p: i for i, p in enumerate(uniq)}
-        return np.concatenate([pemb[[where[p] for p in prompts]], resp], axis=1)
+        # each distinct prompt is embedded once per encoder (memo across batches)
+        new = [p for p in dict.fromkeys(prompts) if p not in self._prompt_memo]
+        if new:
+            if len(self._prompt_memo) > 100_000:
+                self._prompt_memo.clear()
+            self._prompt_memo.update(zip(new, self._embed(new)))
+        pemb = np.stack([self._prompt_memo[p] for p in prompts])
+        if self.mode == "average":
+            return 0.5 * (pemb + resp)
+        return np.concatenate([pemb, resp], axis=1)

@@ -1,0 +1,206 @@
+"""``signrm fit PREFS``: embed a text preference file, fit a reward model, save it.
+
+The model directory holds the estimator (``model.json`` ...) and ``encoder.json`` (the encoder's
+identity), so that ``signrm score`` and ``signrm best-of-n`` embed new texts the same way. The
+model is fitted on the training split; the printed held-out order consistency is on the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from signrm.errors import UserError
+
+ESTIMATORS = ("sign", "bt", "thurstone", "clf-mlp", "clf-lgb", "em")
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by the text sub-commands (cache, batching, progress)."""
+    p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/signrm)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    p.add_argument("--batch-size", type=int, default=None, help="texts per forward pass")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def runtime_kwargs(args: argparse.Namespace) -> dict:
+    kw: dict = {"cache_dir": False if args.no_cache else args.cache_dir}
+    if args.no_progress:
+        kw["show_progress"] = False
+    return kw
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def warnings_as_lines():
+    """Show library warnings as ``warning: ...`` lines on stderr (no source lines)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, UserWarning | RuntimeWarning):
+                    say(f"warning: {w.message}")
+
+
+def make_estimator(name: str, head: str, seed: int, n_classes: int):
+    import signrm
+
+    if name in ("sign", "bt", "thurstone") and head not in ("linear", "mlp"):
+        raise UserError(f"--head must be linear or mlp, got {head!r}")
+    if name == "sign":
+        return signrm.SignEstimator(head=head, random_state=seed)
+    if name == "bt":
+        return signrm.BradleyTerry(head=head, link="logit", random_state=seed)
+    if name == "thurstone":
+        return signrm.BradleyTerry(head=head, link="probit", random_state=seed)
+    if name in ("clf-mlp", "clf-lgb"):
+        if head != "linear":
+            say(f"note: --head is ignored by {name} (its model is the {name[4:]} classifier)")
+        backend = "mlp" if name == "clf-mlp" else "lightgbm"
+        return signrm.ClassificationRM(backend=backend, random_state=seed)
+    if name == "em":
+        if head != "linear":
+            raise UserError("--estimator em has linear class utilities only; drop --head")
+        return signrm.LatentClassBT(n_classes=n_classes, random_state=seed)
+    raise UserError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+
+
+def build_encoder(args: argparse.Namespace):
+    from signrm.embed import make_encoder
+
+    kw = runtime_kwargs(args)
+    if args.batch_size is not None:
+        kw["batch_size"] = args.batch_size
+    kind = args.encoder_kind
+    try:
+        enc = make_encoder(args.encoder, kind=kind, layer=args.layer, **kw)
+    except TypeError as exc:  # an option that the chosen encoder does not take
+        raise UserError(f"--encoder {args.encoder}: {exc}") from None
+    if enc.kind == "sentence":
+        enc.mode = args.mode
+    else:
+        enc.chat_template = {"auto": None, "yes": True, "no": False}[args.chat_template]
+    return enc
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fit",
+        help="fit a reward model on a text preference file",
+        description=(
+            "Embed a preference file (JSONL/CSV/Parquet; TRL prompt/chosen/rejected or pair "
+            "prompt/response_a/response_b/label, optional annotator_id/margin/weight), fit an "
+            "estimator on a training split, print held-out order consistency, save the model."
+        ),
+    )
+    p.add_argument("prefs", help="preference file (.jsonl, .csv, .parquet)")
+    p.add_argument("--estimator", default="sign", choices=ESTIMATORS)
+    p.add_argument(
+        "--encoder",
+        default="minilm",
+        help="minilm (packaged), smollm2 (packaged GGUF), a local folder / .gguf, or a hub name",
+    )
+    p.add_argument(
+        "--encoder-kind",
+        default="auto",
+        choices=("auto", "sentence", "causal_lm"),
+        help="how to read --encoder (auto: from the folder's files; hub names -> sentence)",
+    )
+    p.add_argument("--layer", type=int, default=-1, help="causal LM hidden layer (-1 = final)")
+    p.add_argument(
+        "--mode",
+        default="concat",
+        choices=("concat", "response", "separate", "average"),
+        help="sentence encoders: how prompt and response are embedded",
+    )
+    p.add_argument(
+        "--chat-template",
+        default="auto",
+        choices=("auto", "yes", "no"),
+        help="causal LMs: wrap prompt/response in the tokenizer's chat template",
+    )
+    p.add_argument("--head", default="linear", help="linear | mlp (sign, bt, thurstone)")
+    p.add_argument("--n-classes", type=int, default=3, help="latent classes for --estimator em")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--force", action="store_true", help="replace an existing --out directory")
+    p.add_argument("--split", default="random", choices=("random", "user", "prompt"))
+    p.add_argument("--test-size", type=float, default=0.2, help="held-out share (0 = no test)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--on-invalid", default="error", choices=("error", "drop"))
+    p.add_argument("--on-duplicate", default="warn", choices=("warn", "error", "drop"))
+    add_runtime_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from signrm.textdata import TextRewardModel, read_text
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise UserError(f"{out} exists and is not empty; pass --force to replace it")
+    if not 0.0 <= args.test_size < 1.0:
+        raise UserError(f"--test-size must be in [0, 1), got {args.test_size}")
+    estimator = make_estimator(args.estimator, args.head, args.seed, args.n_classes)
+
+    with warnings_as_lines():
+        texts = read_text(args.prefs, on_invalid=args.on_invalid, on_duplicate=args.on_duplicate)
+    n_users = 0 if texts.annotator is None else len(set(texts.annotator))
+    say(
+        f"read {len(texts)} comparisons ({texts.convention} convention), "
+        f"{len(set(texts.prompts))} prompts, {n_users or 'no'} annotator ids"
+    )
+    if args.estimator == "em" and texts.annotator is None:
+        raise UserError(f"{args.prefs}: --estimator em needs an annotator_id column")
+    if args.split == "user" and texts.annotator is None:
+        raise UserError(f"{args.prefs}: --split user needs an annotator_id column")
+
+    encoder = build_encoder(args)
+    t0 = time.perf_counter()
+    with warnings_as_lines():
+        data = texts.to_preference_data(
+            encoder, random_state=args.seed, show_progress=False if args.no_progress else None
+        )
+    say(
+        f"embedded with {encoder.describe()}: d = {data.n_features} ({time.perf_counter() - t0:.1f} s)"
+    )
+
+    if args.test_size > 0:
+        train, test = data.split(by=args.split, test_size=args.test_size, random_state=args.seed)
+    else:
+        train, test = data, None
+    t0 = time.perf_counter()
+    with warnings_as_lines():
+        estimator.fit(train)
+    fit_s = time.perf_counter() - t0
+    train_oc = float(estimator.score(train))
+    summary = {
+        "estimator": args.estimator,
+        "head": args.head,
+        "n_train": len(train),
+        "n_test": 0 if test is None else len(test),
+        "split": args.split,
+        "seed": args.seed,
+        "train_order_consistency": train_oc,
+        "source": str(args.prefs),
+    }
+    print(f"estimator          {args.estimator} (head {args.head})")
+    print(f"train comparisons  {len(train)}   order consistency {train_oc:.4f}")
+    if test is not None:
+        test_oc = float(estimator.score(test))
+        summary["test_order_consistency"] = test_oc
+        print(f"held-out ({args.split:<6}) {len(test)}   order consistency {test_oc:.4f}")
+    print(f"fit time           {fit_s:.1f} s")
+    model = TextRewardModel(estimator, encoder)
+    model.save(out, extra={"fit": summary})
+    print(f"saved              {out}")
+    return 0
