@@ -1,0 +1,172 @@
+"""SignRewardTrainer end to end on a tiny random-initialised reward model (CPU, offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+datasets = pytest.importorskip("datasets")
+
+from signrm.integrations.trl import (  # noqa: E402
+    ANNOTATOR_INDEX,
+    SignPreferenceCollator,
+    SignRewardConfig,
+    SignRewardTrainer,
+)
+
+POS = ["good", "great", "fine", "nice"]
+NEG = ["bad", "awful", "poor", "ugly"]
+WORDS = POS + NEG + ["the", "answer", "is", "reply"]
+
+
+def tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]"
+    )
+
+
+def reward_model(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(WORDS) + 3,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=0,
+    )
+    return LlamaForSequenceClassification(cfg)
+
+
+def dataset(n: int = 64, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rows = {"prompt": [], "chosen": [], "rejected": [], "annotator_id": [], "weight": []}
+    for i in range(n):
+        rows["prompt"].append("the answer is ")
+        rows["chosen"].append(" ".join(rng.choice(POS, 3)))
+        rows["rejected"].append(" ".join(rng.choice(NEG, 3)))
+        rows["annotator_id"].append(f"rater-{i % 3}")
+        rows["weight"].append(1.0 + (i % 2))
+    return datasets.Dataset.from_dict(rows)
+
+
+def config(tmp_path, loss_type: str, **kw) -> SignRewardConfig:
+    return SignRewardConfig(
+        output_dir=str(tmp_path / loss_type),
+        loss_type=loss_type,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        max_steps=24,
+        learning_rate=3e-3,
+        lr_scheduler_type="constant",
+        logging_steps=4,
+        save_steps=24,
+        save_strategy="steps",
+        report_to="none",
+        bf16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("loss_type", ["bt", "sign", "clf"])
+def test_train_save_reload(tmp_path, loss_type):
+    from transformers import AutoModelForSequenceClassification
+
+    ds = dataset()
+    tok = tokenizer()
+    trainer = SignRewardTrainer(
+        model=reward_model(),
+        args=config(tmp_path, loss_type),
+        train_dataset=ds,
+        eval_dataset=ds,
+        processing_class=tok,
+    )
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_accuracy"] > before["eval_accuracy"]
+    assert after["eval_accuracy"] >= 0.95
+
+    logs = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
+    assert len(logs) == 6
+    losses = [h["loss"] for h in logs]
+    if loss_type == "sign":
+        lams = [h["lambda"] for h in logs]
+        assert lams[-1] == pytest.approx(15.0) and lams == sorted(lams)
+        # the smoothed agreement rises to its maximum (-1 = every pair agrees)
+        assert losses[-1] < -0.9
+    else:
+        assert np.mean(losses[-2:]) < 0.6 * np.mean(losses[:2])
+    # annotator ids survive preprocessing and the collator
+    assert trainer.annotator_names == ["rater-0", "rater-1", "rater-2"]
+    assert set(trainer.last_annotator_accuracy) == set(trainer.annotator_names)
+    assert "annotator_accuracy/rater-0" in logs[-1] and "annotator_accuracy_min" in logs[-1]
+
+    # checkpoint written by the trainer reloads to the same rewards
+    ckpt = tmp_path / loss_type / "checkpoint-24"
+    assert (ckpt / "model.safetensors").exists()
+    final = tmp_path / loss_type / "final"
+    trainer.save_model(str(final))
+    assert json.loads((final / "signrm_reward.json").read_text())["loss_type"] == loss_type
+    reloaded = AutoModelForSequenceClassification.from_pretrained(final).eval()
+    batch = tok(["the answer is good great", "the answer is bad ugly"], return_tensors="pt")
+    model = trainer.model.eval()
+    with torch.no_grad():
+        r1 = model(**batch).logits.squeeze(-1)
+        r2 = reloaded(**batch).logits.squeeze(-1)
+    torch.testing.assert_close(r1, r2)
+    assert r1[0] > r1[1]
+
+
+def test_collator_keeps_annotator_and_weight():
+    coll = SignPreferenceCollator(pad_token_id=0)
+    out = coll(
+        [
+            {"chosen_ids": [1, 2, 3], "rejected_ids": [4], ANNOTATOR_INDEX: 2, "weight": 0.5},
+            {"chosen_ids": [5], "rejected_ids": [6, 7], ANNOTATOR_INDEX: 0, "weight": 2.0},
+        ]
+    )
+    assert out["input_ids"].shape == (4, 3)
+    assert out[ANNOTATOR_INDEX].tolist() == [2, 0]
+    assert out["weight"].tolist() == [0.5, 2.0]
+
+
+def test_lambda_schedule_and_validation(tmp_path):
+    trainer = SignRewardTrainer(
+        model=reward_model(),
+        args=config(tmp_path, "sign", sign_warmup_ratio=0.25, lambda_stages=3),
+        train_dataset=dataset(16),
+        processing_class=tokenizer(),
+    )
+    trainer.state.max_steps = 100
+    seen = []
+    for step in (0, 24, 25, 50, 75, 99, 100):
+        trainer.state.global_step = step
+        seen.append(trainer.current_lambda())
+    assert seen[:2] == [None, None]
+    assert seen[2] == pytest.approx(1.0) and seen[-1] == pytest.approx(15.0)
+    assert seen[3] == pytest.approx(np.sqrt(15.0))
+    with pytest.raises(ValueError, match="loss_type"):
+        SignRewardConfig(output_dir=str(tmp_path / "x"), loss_type="hinge", use_cpu=True)
