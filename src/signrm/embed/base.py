@@ -19,6 +19,7 @@ corrupt entry is never returned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -187,6 +188,29 @@ class EmbeddingCache:
                 self._index[key] = (path, row)
 
 
+@contextlib.contextmanager
+def quiet_hf(enabled: bool) -> Iterator[None]:
+    """Silence transformers' loading bars and info logs while ``enabled`` (restored after)."""
+    if not enabled:
+        yield
+        return
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    was_bar = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if was_bar:
+            hf_logging.enable_progress_bar()
+
+
 def _batches(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -297,9 +321,7 @@ class Encoder(ABC):
         # shows up at the start of the progress bar rather than at the end.
         todo.sort(key=lambda i: -len(texts[i]) - (0 if prompts is None else len(prompts[i])))
 
-        progress = self.show_progress if show_progress is None else show_progress
-        if progress is None:
-            progress = sys.stderr.isatty()
+        progress = self.progress_enabled(show_progress)
         computed: dict[bytes, np.ndarray] = {}
         pend_keys: list[bytes] = []
         pend_vecs: list[np.ndarray] = []
@@ -339,6 +361,11 @@ class Encoder(ABC):
         for i, k in enumerate(keys):
             out[i] = found[k] if k in found else computed[k]
         return out
+
+    def progress_enabled(self, override: bool | None = None) -> bool:
+        """Whether to show progress: ``override``, else ``show_progress``, else stderr is a TTY."""
+        value = self.show_progress if override is None else override
+        return sys.stderr.isatty() if value is None else bool(value)
 
     def describe(self) -> str:
         ident = self.identity or {}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from signrm.embed.base import Encoder, default_cache_dir
+from signrm.embed.base import Encoder, default_cache_dir, quiet_hf
 from signrm.embed.sentence import model_fingerprint
 
 __all__ = ["CausalLMEncoder", "SMOLLM2_ID", "packaged_smollm2_gguf", "last_token_index"]
@@ -203,13 +203,13 @@ class CausalLMEncoder(Encoder):
     def lm(self):
         """The transformers model, loaded on first use."""
         if self._lm is None:
-            self._load()
+            with quiet_hf(not self.progress_enabled()):
+                self._load()
         return self._lm
 
     @property
     def tokenizer(self):
-        if self._lm is None:
-            self._load()
+        self.lm  # noqa: B018 - loads the model and tokenizer together
         return self._tok
 
     # -- description -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from signrm.embed.base import Encoder
+from signrm.embed.base import Encoder, quiet_hf
 
 __all__ = ["SentenceEncoder", "MINILM_ID", "packaged_minilm_path", "model_fingerprint"]
 
@@ -116,7 +116,10 @@ class SentenceEncoder(Encoder):
                     "SentenceEncoder needs sentence-transformers: pip install 'signrm[text]'"
                 ) from exc
             local = Path(self._path).exists()
-            self._st = SentenceTransformer(self._path, device=self.device, local_files_only=local)
+            with quiet_hf(not self.progress_enabled()):
+                self._st = SentenceTransformer(
+                    self._path, device=self.device, local_files_only=local
+                )
         return self._st
 
     @property

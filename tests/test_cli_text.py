@@ -1,0 +1,209 @@
+"""`signrm fit / score / best-of-n` on a tiny sentence-transformers model (offline, fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sentence_transformers")
+
+from signrm.cli import main  # noqa: E402
+
+GOOD = ["good", "great", "fine", "nice", "clear"]
+BAD = ["bad", "awful", "poor", "ugly", "vague"]
+FILL = ["the", "answer", "is", "it", "why", "what", "how", "so"]
+WORDS = GOOD + BAD + FILL
+
+
+@pytest.fixture(scope="module")
+def st_dir(tmp_path_factory):
+    """A tiny random BERT sentence-transformers model in a folder."""
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    try:
+        from sentence_transformers.sentence_transformer import modules as st_modules
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers import models as st_modules
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("st")
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[SEP]": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", sep_token="[SEP]"
+    )
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    BertModel(cfg).save_pretrained(folder / "bert")
+    tok.save_pretrained(folder / "bert")
+    word = st_modules.Transformer(str(folder / "bert"), max_seq_length=32)
+    dim_of = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    pool = st_modules.Pooling(dim_of(), pooling_mode="mean")
+    SentenceTransformer(modules=[word, pool], device="cpu").save(str(folder / "st"))
+    return str(folder / "st")
+
+
+def response(rng, good: bool) -> str:
+    words = list(rng.choice(GOOD if good else BAD, 2)) + list(rng.choice(FILL, 2))
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def prefs(tmp_path_factory):
+    """Pairs where the response with 'good' words wins 90 % of the time; 4 annotators."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(240):
+        prompt = " ".join(rng.choice(FILL, 3))
+        a_good = bool(rng.random() < 0.5)
+        a, b = response(rng, a_good), response(rng, not a_good)
+        label = "a" if a_good == (rng.random() < 0.9) else "b"
+        rows.append(
+            {
+                "prompt": prompt,
+                "response_a": a,
+                "response_b": b,
+                "label": label,
+                "annotator_id": f"r{i % 4}",
+            }
+        )
+    path = tmp_path_factory.mktemp("data") / "prefs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, st_dir, prefs):
+    """A model fitted by the CLI (BT, linear), shared by the score / best-of-n tests."""
+    base = tmp_path_factory.mktemp("fit")
+    code = main(
+        [
+            "fit",
+            prefs,
+            "--estimator",
+            "bt",
+            "--encoder",
+            st_dir,
+            "--out",
+            str(base / "bt"),
+            "--cache-dir",
+            str(base / "cache"),
+            "--no-progress",
+        ]  # fmt: skip
+    )
+    assert code == 0
+    return base
+
+
+def test_fit_prints_and_saves(capsys, tmp_path, st_dir, prefs, fitted):
+    out_dir = tmp_path / "sign"
+    code, out, err = run_cli(
+        capsys, "fit", prefs, "--estimator", "sign", "--encoder", st_dir, "--out", out_dir,
+        "--cache-dir", fitted / "cache", "--no-progress", "--split", "user",
+    )  # fmt: skip
+    assert code == 0, err
+    assert re.search(r"read 240 comparisons \(pair convention\), \d+ prompts, 4 annotator ids", err)
+    line = next(ln for ln in out.splitlines() if ln.startswith("held-out"))
+    held_out = float(line.split()[-1])
+    assert held_out > 0.6  # the 'good' words are learnable even from random features
+    assert (out_dir / "model.json").exists()
+    enc = json.loads((out_dir / "encoder.json").read_text())
+    assert enc["encoder"]["kind"] == "sentence" and enc["encoder"]["mode"] == "concat"
+    assert enc["fit"]["split"] == "user" and enc["fit"]["n_test"] > 0
+    assert enc["fit"]["test_order_consistency"] == pytest.approx(held_out, abs=1e-4)
+
+
+@pytest.mark.parametrize("estimator", ["thurstone", "em", "clf-lgb"])
+def test_fit_other_estimators(capsys, tmp_path, st_dir, prefs, fitted, estimator):
+    code, out, err = run_cli(
+        capsys, "fit", prefs, "--estimator", estimator, "--encoder", st_dir,
+        "--out", tmp_path / estimator, "--cache-dir", fitted / "cache", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "order consistency" in out
+
+
+def test_score_matches_model(capsys, tmp_path, fitted):
+    from signrm.textdata import TextRewardModel
+
+    texts = tmp_path / "texts.csv"
+    texts.write_text("prompt,response,id\nwhy,good great,1\nwhy,bad awful,2\nhow,fine clear,3\n")
+    out = tmp_path / "scores.jsonl"
+    code, _, err = run_cli(
+        capsys, "score", fitted / "bt", texts, "--out", out,
+        "--cache-dir", fitted / "cache", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "scored 3 texts" in err
+    rows = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["1", "2", "3"]
+    model = TextRewardModel.load(fitted / "bt", cache_dir=False)
+    expected = model.reward(["good great", "bad awful", "fine clear"], ["why", "why", "how"])
+    np.testing.assert_allclose([r["reward"] for r in rows], expected, rtol=1e-5, atol=1e-6)
+    assert rows[0]["reward"] > rows[1]["reward"]
+
+
+def test_best_of_n(capsys, tmp_path, fitted):
+    cands = tmp_path / "cands.jsonl"
+    cands.write_text(
+        json.dumps({"prompt": "why", "responses": ["bad ugly", "good great", "poor vague"]})
+        + "\n"
+        + json.dumps({"prompt": "how", "response": "awful bad"})
+        + "\n"
+        + json.dumps({"prompt": "how", "response": "nice clear"})
+        + "\n"
+    )
+    out = tmp_path / "picks.jsonl"
+    code, _, err = run_cli(
+        capsys, "best-of-n", fitted / "bt", cands, "--out", out,
+        "--cache-dir", fitted / "cache", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    picks = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert [p["prompt"] for p in picks] == ["why", "how"]
+    assert [p["n_candidates"] for p in picks] == [3, 2]
+    for p in picks:
+        assert p["index"] == int(np.argmax(p["rewards"]))
+        assert p["reward"] == max(p["rewards"])
+    assert picks[0]["response"] == "good great" and picks[1]["response"] == "nice clear"
+
+
+def test_errors_are_one_line(capsys, tmp_path, st_dir, fitted):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": \n')
+    code, _, err = run_cli(capsys, "fit", bad, "--encoder", st_dir, "--out", tmp_path / "m")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "bad.jsonl:2: malformed JSON" in err
+    assert "Traceback" not in err
+    code, _, err = run_cli(capsys, "fit", tmp_path / "nope.jsonl", "--out", tmp_path / "m")
+    assert code == 2 and "no such file" in err
+    # an existing model directory is not replaced without --force
+    code, _, err = run_cli(capsys, "fit", bad, "--out", fitted / "bt", "--encoder", st_dir)
+    assert code == 2 and "--force" in err
+    code, _, err = run_cli(capsys, "score", tmp_path, bad, "--out", tmp_path / "s.jsonl")
+    assert code == 2 and "no encoder.json" in err
+    with pytest.raises(ValueError):
+        main(["--debug", "fit", str(bad), "--encoder", st_dir, "--out", str(tmp_path / "m")])
