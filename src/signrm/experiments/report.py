@@ -1,0 +1,352 @@
+"""Summaries and Markdown reports of experiment results (means with 95 % intervals over seeds)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from signrm.metrics import mean_ci
+
+__all__ = [
+    "summarize",
+    "sign_paper_table",
+    "rate_slopes",
+    "bt_vs_clf_findings",
+    "format_table",
+    "write_report",
+]
+
+_META = {
+    "key",
+    "experiment",
+    "kind",
+    "seed",
+    "fit_seconds",
+    "job_seconds",
+    "estimator_spec",
+}
+_METRICS = (
+    "angular_error_deg",
+    "disagreement",
+    "bon_improvement",
+    "bon16_improvement",
+    "test_order_consistency",
+    "label_error_rate",
+    "mean_abs_golden_diff",
+    "label_agreement",
+    "fit_seconds",
+)
+
+
+def _setting_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in _META and c not in _METRICS]
+
+
+def summarize(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    """One row per setting: ``<metric>_mean``, ``_lo``, ``_hi`` (95 % t interval) and ``n_seeds``."""
+    metrics = [m for m in (metrics or _METRICS) if m in df.columns]
+    by = [c for c in _setting_columns(df) if df[c].nunique(dropna=False) > 1] or ["experiment"]
+    rows = []
+    for keys, grp in df.groupby(by, dropna=False, sort=True):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        row = dict(zip(by, keys))
+        row["n_seeds"] = int(grp["seed"].nunique())
+        for m in metrics:
+            mean, lo, hi = mean_ci(grp[m].to_numpy(dtype=float))
+            row[f"{m}_mean"], row[f"{m}_lo"], row[f"{m}_hi"] = mean, lo, hi
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ci(mean: float, lo: float, hi: float, digits: int = 1, pct: bool = False) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    f = 100.0 if pct else 1.0
+    return f"{mean * f:.{digits}f} [{lo * f:.{digits}f}, {hi * f:.{digits}f}]"
+
+
+def sign_paper_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Estimator x n table: angular error (deg) and disagreement (%) with 95 % intervals."""
+    s = summarize(df, ["angular_error_deg", "disagreement", "fit_seconds"])
+    if "n" not in s.columns:
+        s["n"] = df["n"].iloc[0]
+    if "estimator" not in s.columns:
+        s["estimator"] = df["estimator"].iloc[0]
+    rows = []
+    for _, r in s.sort_values(["estimator", "n"]).iterrows():
+        rows.append(
+            {
+                "estimator": r["estimator"],
+                "n": int(r["n"]),
+                "angular error (deg)": _ci(
+                    r["angular_error_deg_mean"],
+                    r["angular_error_deg_lo"],
+                    r["angular_error_deg_hi"],
+                ),
+                "disagreement (%)": _ci(
+                    r["disagreement_mean"], r["disagreement_lo"], r["disagreement_hi"], pct=True
+                ),
+                "fit (s)": f"{r['fit_seconds_mean']:.1f}",
+                "seeds": int(r["n_seeds"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def rate_slopes(df: pd.DataFrame, metric: str = "angular_error_deg") -> pd.DataFrame:
+    """Per estimator: log-log slope of the mean error against n (all n, and the last 3 n).
+
+    The slope of a consistent estimator is negative (-1/3 for maximum score, -1/2 for a regular
+    M-estimator); an estimator whose error levels off at a bias has a slope near 0 at large n.
+    ``slope_lo``/``slope_hi`` are a 95 % interval from the per-seed slopes.
+    """
+    from scipy import stats
+
+    rows = []
+    for est, grp in df.groupby("estimator"):
+        means = grp.groupby("n")[metric].mean().sort_index()
+        ln, le = np.log(means.index.to_numpy(float)), np.log(means.to_numpy(float))
+        slope = float(np.polyfit(ln, le, 1)[0]) if len(ln) >= 2 else float("nan")
+        tail = float(np.polyfit(ln[-3:], le[-3:], 1)[0]) if len(ln) >= 3 else float("nan")
+        per_seed = []
+        for _, sg in grp.groupby("seed"):
+            sg = sg.sort_values("n")
+            if sg["n"].nunique() >= 2:
+                per_seed.append(
+                    np.polyfit(
+                        np.log(sg["n"].to_numpy(float)), np.log(sg[metric].to_numpy(float)), 1
+                    )[0]
+                )
+        _, lo, hi = mean_ci(per_seed)
+        last = grp[grp["n"] == grp["n"].max()][metric]
+        rows.append(
+            {
+                "estimator": est,
+                "slope": slope,
+                "slope_lo": lo,
+                "slope_hi": hi,
+                "tail_slope": tail,
+                "error_at_max_n": float(last.mean()),
+                "max_n": int(grp["n"].max()),
+                "r2": float(stats.pearsonr(ln, le).statistic ** 2)
+                if len(ln) >= 3
+                else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def bt_vs_clf_findings(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seed 003's two findings, setting by setting.
+
+    1. CLF at least matches BT: per (beta, n, pairing, candidates), the best CLF's mean best-of-N
+       improvement is >= BT-MLP's (``reproduces``), and whether the gap exceeds the seed spread.
+    2. Cross-prompt beats same-prompt: per (estimator, beta, n, candidates), cross minus same.
+    """
+    metric = "bon_improvement"
+    keys = ["beta", "n", "pairing", "candidates"]
+    f1 = []
+    for k, grp in df.groupby(keys):
+        means = grp.groupby("estimator")[metric].mean()
+        bt_names = [e for e in means.index if "bt" in e.lower()]
+        clf_names = [e for e in means.index if "clf" in e.lower()]
+        if not bt_names or not clf_names:
+            continue
+        bt = means[bt_names[0]]
+        best_clf = means[clf_names].idxmax()
+        diffs = []
+        for _, sg in grp.groupby("seed"):
+            v = sg.set_index("estimator")[metric]
+            if best_clf in v and bt_names[0] in v:
+                diffs.append(v[best_clf] - v[bt_names[0]])
+        m, lo, hi = mean_ci(diffs)
+        f1.append(
+            {
+                **dict(zip(keys, k)),
+                "bt_mlp": bt,
+                **{c: means[c] for c in clf_names},
+                "best_clf": best_clf,
+                "clf_minus_bt": m,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "reproduces": bool(means[best_clf] >= bt),
+                "significant": bool(lo > 0 or hi < 0),
+            }
+        )
+    f2 = []
+    keys2 = ["estimator", "beta", "n", "candidates"]
+    for k, grp in df.groupby(keys2):
+        if set(grp["pairing"]) != {"same_prompt", "cross_prompt"}:
+            continue
+        same = grp[grp["pairing"] == "same_prompt"].set_index("seed")[metric]
+        cross = grp[grp["pairing"] == "cross_prompt"].set_index("seed")[metric]
+        common = same.index.intersection(cross.index)
+        m, lo, hi = mean_ci((cross[common] - same[common]).to_numpy())
+        f2.append(
+            {
+                **dict(zip(keys2, k)),
+                "same_prompt": float(same.mean()),
+                "cross_prompt": float(cross.mean()),
+                "cross_minus_same": m,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "reproduces": bool(m > 0),
+                "significant": bool(lo > 0 or hi < 0),
+            }
+        )
+    return pd.DataFrame(f1), pd.DataFrame(f2)
+
+
+def format_table(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
+    """A Markdown table (no tabulate dependency)."""
+    if frame.empty:
+        return "(no rows)"
+    cols = list(frame.columns)
+
+    def fmt(v):
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, (float, np.floating)):
+            return format(float(v), floatfmt) if np.isfinite(v) else "–"
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in frame.iterrows():
+        lines.append("| " + " | ".join(fmt(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _section_sign_paper(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
+    lines = ["## sign-paper: RLHF (BT) vs sign vs EM on the twin panel", ""]
+    lines += [
+        "Angular error between the fitted direction and the population average theta_bar, and "
+        "disagreement with the population ordering on 20,000 random pairs; mean [95 % interval] "
+        "over seeds.",
+        "",
+        format_table(sign_paper_table(df)),
+        "",
+    ]
+    lines += _head_to_head(df)
+    if plots:
+        from .plots import plot_error_vs_n
+
+        for path in plot_error_vs_n(df, out):
+            lines += [f"![{path.stem}]({path.name})", ""]
+    return lines
+
+
+def _head_to_head(df: pd.DataFrame) -> list[str]:
+    ests = set(df["estimator"])
+    if not {"rlhf", "sign"} <= ests:
+        return []
+    lines = ["Sign vs RLHF at each n (ratio of mean angular errors; disagreement difference):", ""]
+    for n, grp in df.groupby("n"):
+        m = grp.groupby("estimator")[["angular_error_deg", "disagreement"]].mean()
+        if not {"rlhf", "sign"} <= set(m.index):
+            continue
+        ratio = m.loc["sign", "angular_error_deg"] / m.loc["rlhf", "angular_error_deg"]
+        dd = 100 * (m.loc["sign", "disagreement"] - m.loc["rlhf", "disagreement"])
+        lines.append(
+            f"- n = {int(n)}: sign/RLHF angular error = {ratio:.2f} "
+            f"({m.loc['sign', 'angular_error_deg']:.1f} vs {m.loc['rlhf', 'angular_error_deg']:.1f} deg); "
+            f"disagreement {100 * m.loc['sign', 'disagreement']:.1f} % vs "
+            f"{100 * m.loc['rlhf', 'disagreement']:.1f} % ({dd:+.1f} points)"
+        )
+    return lines + [""]
+
+
+def _section_rates(df: pd.DataFrame, out: Path, plots: bool, name: str) -> list[str]:
+    lines = [f"## {name}: angular error against n (log-log)", ""]
+    group_cols = [
+        c for c in _setting_columns(df) if c not in ("n", "estimator") and df[c].nunique() > 1
+    ]
+    groups = df.groupby(group_cols) if group_cols else [((), df)]
+    for k, grp in groups:
+        if group_cols:
+            k = k if isinstance(k, tuple) else (k,)
+            lines += [f"### {', '.join(f'{c}={v}' for c, v in zip(group_cols, k))}", ""]
+        lines += [format_table(sign_paper_table(grp)), ""]
+        lines += [
+            "Fitted log-log slopes of the mean angular error (slope over all n with a 95 % interval "
+            "from per-seed fits; tail slope over the three largest n):",
+            "",
+            format_table(rate_slopes(grp)),
+            "",
+        ]
+    if plots:
+        from .plots import plot_rates
+
+        for path in plot_rates(df, out):
+            lines += [f"![{path.stem}]({path.name})", ""]
+    return lines
+
+
+def _section_bt_vs_clf(df: pd.DataFrame, out: Path, plots: bool, name: str) -> list[str]:
+    f1, f2 = bt_vs_clf_findings(df)
+    lines = [f"## {name}: BT vs classification reward models (seed 003)", ""]
+    lines += [
+        "Best-of-N golden reward improvement on held-out prompts (argmax of the fitted reward among "
+        "all test candidates, minus their mean golden reward; golden reward in units of its "
+        "standard deviation).",
+        "",
+        "### Finding 1: classification at least matches BT",
+        "",
+        format_table(f1),
+        "",
+    ]
+    if not f1.empty:
+        lines.append(
+            f"Reproduces in {int(f1['reproduces'].sum())} of {len(f1)} settings "
+            f"({int((f1['reproduces'] & f1['significant']).sum())} with a 95 % interval above 0; "
+            f"{int((~f1['reproduces'] & f1['significant']).sum())} significantly reversed)."
+        )
+        lines.append("")
+    lines += ["### Finding 2: cross-prompt beats same-prompt", "", format_table(f2), ""]
+    if not f2.empty:
+        lines.append(
+            f"Reproduces in {int(f2['reproduces'].sum())} of {len(f2)} settings "
+            f"({int((f2['reproduces'] & f2['significant']).sum())} significant; "
+            f"{int((~f2['reproduces'] & f2['significant']).sum())} significantly reversed)."
+        )
+        lines.append("")
+    if plots:
+        from .plots import plot_bt_vs_clf
+
+        for path in plot_bt_vs_clf(df, out):
+            lines += [f"![{path.stem}]({path.name})", ""]
+    return lines
+
+
+def write_report(
+    out_dir: str | os.PathLike, df: pd.DataFrame | None = None, plots: bool = True
+) -> Path:
+    """Write ``OUT/report.md`` (and PNG plots) from the results in ``out_dir``."""
+    from signrm.data import atomic_write
+
+    from .runner import read_results
+
+    out = Path(out_dir)
+    df = read_results(out) if df is None else df
+    if df.empty:
+        raise ValueError(f"no results in {out}")
+    lines = ["# signrm experiment report", ""]
+    for name, grp in df.groupby("experiment", sort=False):
+        grp = grp.dropna(axis=1, how="all")
+        kind = grp["kind"].iloc[0] if "kind" in grp else "sign_paper"
+        if kind == "sign_paper":
+            lines += _section_sign_paper(grp, out, plots)
+        elif kind == "synthetic":
+            lines += _section_rates(grp, out, plots, name)
+        else:
+            lines += _section_bt_vs_clf(grp, out, plots, name)
+        secs = grp["job_seconds"].sum() if "job_seconds" in grp else float("nan")
+        lines += [f"_{len(grp)} jobs, {secs:.0f} s of compute._", ""]
+    summary = summarize(df)
+    atomic_write(out / "summary.csv", lambda t: summary.to_csv(t, index=False), suffix=".csv")
+    text = "\n".join(lines) + "\n"
+    path = out / "report.md"
+    atomic_write(path, lambda t: Path(t).write_text(text, encoding="utf-8"), suffix=".md")
+    return path
