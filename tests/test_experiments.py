@@ -1,0 +1,184 @@
+"""Tests of signrm.experiments: config validation, the resumable runner, jobs and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from signrm.errors import UserError
+from signrm.experiments import (
+    load_config,
+    packaged_configs,
+    rate_slopes,
+    read_results,
+    run_experiment,
+    write_report,
+)
+from signrm.experiments import runner as runner_mod
+from signrm.experiments.jobs import run_job
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny(**over) -> dict:
+    doc = {
+        "name": "tiny",
+        "kind": "synthetic",
+        "seeds": 2,
+        "fixed": {"dim": 4, "n_personas": 50, "n_eval_pairs": 2000},
+        "grid": {"n": [300, 600], "estimator": ["rlhf", "sign"]},
+        "estimators": {
+            "rlhf": {"class": "BradleyTerry", "params": {"head": "linear"}},
+            "sign": {"class": "SignEstimator", "params": {"n_stages": 3}},
+        },
+    }
+    doc.update(over)
+    return doc
+
+
+def test_packaged_configs_validate_and_match_repo_copies():
+    shipped = packaged_configs()
+    assert {"sign-paper", "rates", "bt-vs-clf"} <= set(shipped)
+    for name, path in shipped.items():
+        cfg = load_config(name)
+        assert cfg.n_jobs > 0
+        for profile in load_config.__defaults__ or (None,):
+            assert profile is None
+        copy = REPO / "experiments" / path.name
+        assert copy.read_text() == path.read_text(), f"experiments/{path.name} is out of date"
+    sp = load_config("sign-paper")
+    assert set(sp.seeds) >= set(range(5))
+    assert {s["estimator"] for s in sp.settings} == {"rlhf", "sign", "em2", "em3", "em5"}
+    assert min(s["n"] for s in sp.settings) == 1000 and max(s["n"] for s in sp.settings) == 100000
+    assert load_config("sign-paper", profile="quick").n_jobs < sp.n_jobs
+
+
+@pytest.mark.parametrize(
+    "over,match",
+    [
+        ({"kind": "magic"}, "kind='magic'.*sign_paper, synthetic, bt_vs_clf"),
+        ({"colour": 1}, "unknown top-level key.*colour"),
+        ({"grid": {"n": [10], "estimator": ["nope"]}}, "estimator='nope'.*rlhf, sign"),
+        ({"grid": {"n": [-5], "estimator": ["rlhf"]}}, "n=-5.*positive integer"),
+        ({"fixed": {"population": "cauchy"}}, "population='cauchy'.*'gaussian'"),
+        ({"fixed": {"panel": "symmetric"}}, "key 'panel' is not a parameter of kind 'synthetic'"),
+        ({"seeds": "five"}, "seeds"),
+        (
+            {"estimators": {"rlhf": {"class": "Magic"}}, "grid": {"n": [1], "estimator": ["rlhf"]}},
+            "class='Magic'.*BradleyTerry",
+        ),
+        (
+            {
+                "estimators": {"rlhf": {"class": "BradleyTerry", "params": {"lr": 1}}},
+                "grid": {"n": [1], "estimator": ["rlhf"]},
+            },
+            r"unknown key\(s\) \['lr'\].*accepts",
+        ),
+        ({"fixed": {"choice": "bottleneck"}}, "needs 'beta'"),
+    ],
+)
+def test_bad_configs_name_key_and_allowed_values(over, match):
+    with pytest.raises(UserError, match=match):
+        load_config(_tiny(**over))
+
+
+def test_unknown_profile_and_missing_file():
+    with pytest.raises(UserError, match="profile 'huge'.*quick"):
+        load_config("sign-paper", profile="huge")
+    with pytest.raises(UserError, match="packaged configs: .*sign-paper"):
+        load_config("no-such-config")
+
+
+def test_job_is_determined_by_its_seed():
+    job = load_config(_tiny()).jobs()[0]
+    r1, r2 = run_job(job), run_job(job)
+    for key in ("angular_error_deg", "disagreement"):
+        assert r1[key] == r2[key]
+
+
+def test_runner_resumes_without_recomputing(tmp_path, monkeypatch):
+    cfg = load_config(_tiny())
+    calls = []
+    real = runner_mod.run_job
+
+    def counting(job, threads=None):
+        calls.append(job["key"])
+        return real(job, threads=threads)
+
+    monkeypatch.setattr(runner_mod, "run_job", counting)
+    part = run_experiment(cfg, tmp_path, workers=1, progress=False, max_jobs=3)
+    assert len(part) == 3 and len(calls) == 3
+    first_keys = set(calls)
+    full = run_experiment(cfg, tmp_path, workers=1, progress=False)
+    assert len(full) == cfg.n_jobs == 8
+    assert len(calls) == 8 and not (set(calls[3:]) & first_keys)  # no job recomputed
+    again = run_experiment(cfg, tmp_path, workers=1, progress=False)
+    assert len(calls) == 8 and len(again) == 8
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert {"experiment", "estimator", "n", "seed", "angular_error_deg", "disagreement"} <= set(
+        csv.columns
+    )
+
+
+def test_runner_in_parallel_and_report(tmp_path):
+    df = run_experiment(load_config(_tiny()), tmp_path, workers=2, progress=False)
+    assert len(df) == 8 and df["key"].is_unique
+    path = write_report(tmp_path)
+    text = path.read_text()
+    assert "slope" in text and (tmp_path / "rates_tiny.png").exists()
+    assert len(read_results(tmp_path)) == 8
+
+
+def test_rate_slopes_recovers_a_known_slope():
+    rows = []
+    for seed in range(3):
+        for n in (1e3, 1e4, 1e5):
+            rows.append(
+                {"estimator": "a", "n": n, "seed": seed, "angular_error_deg": 100 * n**-0.5}
+            )
+            rows.append({"estimator": "b", "n": n, "seed": seed, "angular_error_deg": 12.0})
+    s = rate_slopes(pd.DataFrame(rows)).set_index("estimator")
+    assert np.isclose(s.loc["a", "slope"], -0.5) and np.isclose(s.loc["b", "slope"], 0.0)
+
+
+def test_sign_paper_job_on_twin_panel():
+    cfg = load_config(
+        {
+            "name": "sp",
+            "kind": "sign_paper",
+            "seeds": 1,
+            "grid": {"n": [2000], "estimator": ["rlhf"]},
+            "estimators": {"rlhf": {"class": "BradleyTerry"}},
+        }
+    )
+    row = run_job(cfg.jobs()[0])
+    assert 0 < row["angular_error_deg"] < 90 and 0 < row["disagreement"] < 0.5
+    assert 0.5 < row["label_agreement"] < 0.8
+
+
+def test_bt_vs_clf_job_smoke():
+    cfg = load_config(
+        {
+            "name": "bvc",
+            "kind": "bt_vs_clf",
+            "seeds": 1,
+            "grid": {
+                "n": [600],
+                "beta": [3],
+                "pairing": ["cross_prompt"],
+                "candidates": ["similar"],
+                "estimator": ["lgb"],
+            },
+            "estimators": {
+                "lgb": {
+                    "class": "ClassificationRM",
+                    "params": {"backend": "lightgbm", "n_estimators": 30},
+                }
+            },
+        }
+    )
+    row = run_job(cfg.jobs()[0])
+    assert np.isfinite(row["bon_improvement"]) and 0 < row["label_error_rate"] < 0.5

@@ -1,0 +1,202 @@
+"""Tests of signrm.simulate: populations, choice models, pairing, comparisons, the twin panel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from signrm.simulate import (
+    POPULATION_KINDS,
+    choice_probability,
+    load_twin_panel,
+    make_population,
+    pair_indices,
+    simulate_arrays,
+    simulate_comparisons,
+)
+from signrm.simulate._twin_spec import TASTE_MEAN
+from signrm.simulate.twin_panel import data_dir
+
+SYMMETRIC = ["gaussian", "laplace", "two_point", "exp_two_point"]
+
+
+def _pop_prob(pop, D):
+    return expit(D @ pop.thetas.T) @ pop.weights
+
+
+@pytest.mark.parametrize("kind", SYMMETRIC)
+def test_symmetric_population_orders_like_theta_bar(kind):
+    pop = make_population(
+        kind, n_personas=100, dim=6, spread=2.0, scale_dist="lognormal", random_state=1
+    )
+    assert pop.thetas.shape == (100, 6)
+    assert np.isclose(pop.weights.sum(), 1.0)
+    tb = pop.mean_utility()
+    mean = np.zeros(6)
+    mean[:2] = 1.0
+    # antithetic pairs sharing one confidence: theta_bar is exactly along `mean`
+    assert np.degrees(np.arccos(tb @ mean / np.linalg.norm(tb) / np.linalg.norm(mean))) < 1e-6
+    D = np.random.default_rng(0).standard_normal((5000, 6))
+    p = _pop_prob(pop, D)
+    assert np.all((p > 0.5) == (D @ tb > 0))
+    # heterogeneity in direction and in confidence
+    assert pop.angular_spread() > 20
+    conf = pop.confidences()
+    assert conf.max() / conf.min() > 5
+
+
+def test_correlated_confidence_breaks_the_ordering_condition():
+    pop = make_population(
+        "exp_two_point",
+        n_personas=400,
+        dim=4,
+        spread=2.0,
+        scale_dist="lognormal",
+        scale_sigma=1.5,
+        scale_corr="correlated",
+        random_state=0,
+    )
+    assert not pop.info["symmetric"]
+    D = np.random.default_rng(0).standard_normal((20000, 4))
+    p = _pop_prob(pop, D)
+    assert np.mean((p > 0.5) != (D @ pop.mean_utility() > 0)) > 0.01
+
+
+@pytest.mark.parametrize("kind", POPULATION_KINDS)
+def test_every_kind_is_seeded(kind):
+    a = make_population(kind, n_personas=20, dim=5, random_state=3)
+    b = make_population(kind, n_personas=20, dim=5, random_state=3)
+    np.testing.assert_array_equal(a.thetas, b.thetas)
+    assert np.isfinite(a.mean_utility()).all()
+
+
+def test_bad_population_kind_names_allowed_values():
+    with pytest.raises(ValueError, match="kind='cauchy'.*gaussian"):
+        make_population("cauchy")
+    with pytest.raises(ValueError, match="scale_dist"):
+        make_population("gaussian", scale_dist="gamma")
+
+
+@pytest.mark.parametrize("beta,lo,hi", [(0.5, 0.33, 0.42), (10.0, 0.03, 0.08)])
+def test_bottleneck_error_rates_match_seed_003(beta, lo, hi):
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(200000)
+    delta = g[:100000] - g[100000:]
+    p = choice_probability(delta, choice="bottleneck", beta=beta, scale=g.std())
+    err = np.mean(np.where(delta > 0, 1 - p, p))
+    assert lo < err < hi
+
+
+def test_choice_models():
+    d = np.array([-2.0, 0.0, 2.0])
+    np.testing.assert_allclose(choice_probability(d, choice="bt"), expit(d))
+    pt = choice_probability(d, choice="thurstone")
+    assert pt[1] == 0.5 and pt[2] > expit(2.0)
+    with pytest.raises(ValueError, match="beta"):
+        choice_probability(d, choice="bottleneck")
+    with pytest.raises(ValueError, match="bt, thurstone, bottleneck"):
+        choice_probability(d, choice="logit")
+
+
+def test_pairings():
+    prompt_ids = np.repeat(np.arange(30), 10)
+    golden = np.random.default_rng(1).standard_normal(300)
+    a, b = pair_indices(5000, n_items=300, prompt_ids=prompt_ids, random_state=0)
+    assert np.all(a != b) and np.all(prompt_ids[a] != prompt_ids[b])
+    a, b = pair_indices(
+        5000, n_items=300, pairing="same_prompt", prompt_ids=prompt_ids, random_state=0
+    )
+    assert np.all(a != b) and np.all(prompt_ids[a] == prompt_ids[b])
+    for pairing, ranks in (("similar", {4, 5}), ("diversified", {0, 9})):
+        a, b = pair_indices(
+            500,
+            n_items=300,
+            pairing=pairing,
+            prompt_ids=prompt_ids,
+            golden=golden,
+            random_state=0,
+        )
+        assert np.all(prompt_ids[a] == prompt_ids[b])
+        for i, j in zip(a[:50], b[:50]):
+            grp = np.flatnonzero(prompt_ids == prompt_ids[i])
+            order = list(grp[np.argsort(-golden[grp])])
+            assert {order.index(i), order.index(j)} == ranks
+        assert 0.4 < np.mean(golden[a] > golden[b]) < 0.6  # sides are shuffled
+    with pytest.raises(ValueError, match="golden"):
+        pair_indices(10, n_items=300, pairing="similar", prompt_ids=prompt_ids)
+    with pytest.raises(ValueError, match="cross_prompt, same_prompt"):
+        pair_indices(10, n_items=300, pairing="random")
+
+
+def test_simulate_comparisons_contract():
+    pop = make_population("gaussian", n_personas=10, dim=3, random_state=0)
+    X = np.random.default_rng(0).standard_normal((50, 3))
+    prompt_ids = np.repeat(np.arange(10), 5)
+    data = simulate_comparisons(pop, X, 400, prompt_ids=prompt_ids, per_user=40, random_state=7)
+    assert len(data) == 400
+    np.testing.assert_array_equal(data.xa, X[data.item_a])
+    np.testing.assert_array_equal(data.xb, X[data.item_b])
+    np.testing.assert_array_equal(data.prompt, prompt_ids[data.item_a])
+    assert set(np.unique(data.user)) == set(range(10))  # 400 / 40 annotators
+    again = simulate_comparisons(pop, X, 400, prompt_ids=prompt_ids, per_user=40, random_state=7)
+    np.testing.assert_array_equal(data.y, again.y)
+    np.testing.assert_array_equal(data.item_a, again.item_a)
+    # labels follow each persona's BT probabilities
+    arr = simulate_arrays(pop, X, 20000, random_state=1)
+    D = X[arr["item_a"]] - X[arr["item_b"]]
+    p = expit(np.sum(pop.thetas[arr["persona"]] * D, axis=1))
+    assert abs(arr["y"].mean() - p.mean()) < 0.015
+    with pytest.raises(ValueError, match="dim"):
+        simulate_comparisons(pop, np.zeros((5, 4)), 10)
+
+
+def test_golden_annotator_without_population():
+    X = np.random.default_rng(0).standard_normal((100, 2))
+    golden = X[:, 0]
+    data = simulate_comparisons(
+        None, X, 3000, golden=golden, choice="bottleneck", beta=10, random_state=0
+    )
+    agree = np.mean((2 * data.y - 1) * np.sign(golden[data.item_a] - golden[data.item_b]) > 0)
+    assert agree > 0.9
+
+
+def test_twin_panel_shipped_and_consistent():
+    size = sum(p.stat().st_size for p in data_dir().iterdir())
+    assert size <= 10e6
+    tp = load_twin_panel()
+    m = tp.n_alternatives
+    assert tp.embeddings.shape == (m, 384) and tp.embeddings.dtype == np.float32
+    assert len(tp.prompts) == len(tp.responses) == m == tp.prompt_ids.shape[0]
+    assert m >= 5000
+    assert tp.population.n_personas == 200 and len(tp.axes) == 6
+    assert tp.manifest["seed"] and "versions" in tp.manifest
+    # theta_bar lies in the span of the taste axes
+    tb = tp.population.mean_utility()
+    A = tp.axis_vectors.astype(np.float64)
+    np.testing.assert_allclose(A.T @ (A @ tb), tb, atol=1e-6 * np.linalg.norm(tb))
+    # the symmetric variant is exactly symmetric: mirrored personas sum to twice their centre
+    w, c = tp.persona_weights, tp.persona_confidence
+    half = len(w) // 2
+    np.testing.assert_allclose(c[:half], c[half:], rtol=1e-6)
+    np.testing.assert_allclose(
+        w[:half] + w[half:], 2 * np.broadcast_to(TASTE_MEAN, (half, 6)), atol=1e-5
+    )
+    # heterogeneity in direction and in confidence
+    assert tp.population.angular_spread() > 30
+    assert np.percentile(c, 95) / np.percentile(c, 5) > 5
+    # golden reward: finite, and own answers beat off-topic ones on average
+    g = tp.golden(tp.alt_prompt, tp.alt_response)
+    assert np.isfinite(g).all()
+    own = tp.base_prompt[tp.response_base[tp.alt_response]] == tp.alt_prompt
+    assert g[own].mean() > g[~own].mean() + 1.0
+    assert all(tp.candidate_pool(p).size >= 10 for p in range(len(tp.prompt_texts)))
+    assert len(tp.persona_descriptions()) == 200
+
+
+def test_twin_panel_asymmetric_variant():
+    tp = load_twin_panel("asymmetric")
+    assert tp.population.n_personas == 200
+    assert not tp.population.info["symmetric"]
+    with pytest.raises(ValueError, match="symmetric, asymmetric"):
+        load_twin_panel("other")
