@@ -315,7 +315,10 @@ class ParquetShards(StreamingSource):
         columns ``a_*``/``b_*`` (matching suffixes), else ``d_*``.
     label : the label column (1 = a preferred, 0 = b, 0.5 = tie)
     weight, margin : optional columns; default to ``weight``/``margin`` when present
-    chunk_rows : rows per chunk (the memory bound: about ``chunk_rows * d * 4 * 3`` bytes)
+    chunk_rows : rows per chunk. pyarrow decodes a whole row group at a time and list columns cost
+        about ten times their size while decoded, so memory is about ``30 * chunk_rows * d * 4``
+        bytes when row groups are at most ``chunk_rows`` rows (write shards with
+        ``pq.write_table(..., row_group_size=chunk_rows)``); larger row groups cost more.
     dtype : float32 (default) or float64 feature dtype
     prefetch : read the next chunk in a background thread
     """
@@ -329,7 +332,7 @@ class ParquetShards(StreamingSource):
         label: str = "label",
         weight: str | None = None,
         margin: str | None = None,
-        chunk_rows: int = 65_536,
+        chunk_rows: int = 16_384,
         dtype=np.float32,
         prefetch: bool = True,
     ) -> None:
