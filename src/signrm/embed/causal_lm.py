@@ -199,6 +199,24 @@ class CausalLMEncoder(Encoder):
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)  # another process won the race, or no space
 
+    def plain_model_dir(self) -> Path:
+        """Folder of the dequantised ``save_pretrained`` copy of a GGUF model (made if missing).
+
+        Usable anywhere a transformers model folder is, e.g. as the base model of
+        :class:`signrm.integrations.trl.SignRewardTrainer`.
+        """
+        if self._gguf is None:
+            raise ValueError(f"{self.describe()} is not a GGUF model")
+        target = _converted_dir(self._gguf)
+        if not (target / "config.json").exists():
+            convert, self.convert_gguf = self.convert_gguf, True
+            try:
+                self._lm = None
+                self.lm  # noqa: B018 - loading converts and saves the copy
+            finally:
+                self.convert_gguf = convert
+        return target
+
     @property
     def lm(self):
         """The transformers model, loaded on first use."""
