@@ -251,3 +251,13 @@ def test_gzip_jsonl(tmp_path):
     p = tmp_path / "z.jsonl.gz"
     p.write_bytes(gzip.compress(("\n".join(json.dumps(r) for r in TRL_ROWS)).encode()))
     assert len(read_text(p)) == 3
+
+
+def test_preference_data_read_text_alias(tmp_path):
+    from signrm.data import PreferenceData
+
+    if not hasattr(PreferenceData, "read_text"):
+        pytest.skip("PreferenceData.read_text is attached by signrm/__init__.py")
+    p = write_jsonl(tmp_path / "p.jsonl", TRL_ROWS)
+    assert isinstance(PreferenceData.read_text(p), TextPreferences)
+    assert PreferenceData.read_text(p, LenEncoder()).n_samples == 3
