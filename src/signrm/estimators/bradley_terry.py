@@ -38,7 +38,8 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
         TRL's reward centring: adds ``coef * mean((r(a) + r(b))^2)`` (needs alternatives).
     hidden_sizes, learning_rate, batch_size, max_epochs, patience, validation_fraction,
     weight_decay : MLP-head training settings.
-    max_iter, tol : L-BFGS settings of the linear head.
+    max_iter, tol : L-BFGS settings of the linear head (tol: projected-gradient tolerance on
+        the mean loss; scikit-learn's LogisticRegression uses 1e-4).
     random_state : int or None
     verbose : bool
         Progress bar for MLP training.
@@ -61,7 +62,7 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
         validation_fraction: float = 0.2,
         weight_decay: float = 0.0,
         max_iter: int = 500,
-        tol: float = 1e-7,
+        tol: float = 1e-5,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:

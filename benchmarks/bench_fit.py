@@ -1,0 +1,170 @@
+"""Paper-scale fit benchmark (issue 2): seconds and peak memory of each estimator.
+
+n = 43,834 comparisons (the sign-estimator paper's corpus size) with d = 384 (MiniLM) and
+d = 2,880; scikit-learn's LogisticRegression on the difference matrix is the reference, measured
+in the same run. Each fit runs in a fresh process so its peak RSS is its own.
+
+    python benchmarks/bench_fit.py [--d 384 2880] [--n 43834] [--skip-mlp] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_data(n: int, d: int, seed: int = 0):
+    """Heterogeneous panel: 200 personas theta_u = theta_bar + symmetric spread, varied scale."""
+    import signrm
+
+    rng = np.random.default_rng(seed)
+    theta_bar = rng.standard_normal(d)
+    theta_bar /= np.linalg.norm(theta_bar)
+    n_users = 200
+    spread = rng.standard_normal((n_users, d)) * (rng.exponential(1.0, (n_users, 1)) / np.sqrt(d))
+    scales = rng.lognormal(0.0, 1.0, n_users) * 3.0
+    thetas = (theta_bar + spread) * scales[:, None]
+    xa = rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d, dtype=np.float32) * 4
+    xb = rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d, dtype=np.float32) * 4
+    user = rng.integers(0, n_users, n)
+    m = np.einsum("ij,ij->i", xa - xb, thetas[user].astype(np.float32))
+    y = (rng.random(n) < 1 / (1 + np.exp(-m))).astype(float)
+    return signrm.PreferenceData.from_arrays(xa, xb, y, user=user), theta_bar
+
+
+def _estimator(name: str):
+    import signrm
+    from sklearn.linear_model import LogisticRegression
+
+    return {
+        "sklearn LogisticRegression (reference)": lambda: LogisticRegression(
+            C=1e4, fit_intercept=False, max_iter=1000
+        ),
+        "BT linear": lambda: signrm.BradleyTerry(),
+        "Thurstone linear": lambda: signrm.BradleyTerry(link="probit"),
+        "Sign linear": lambda: signrm.SignEstimator(),
+        "EM K=3": lambda: signrm.LatentClassBT(n_classes=3, n_init=1, random_state=0),
+        "CLF-LGB": lambda: signrm.ClassificationRM(backend="lightgbm", random_state=0),
+        "BT-MLP": lambda: signrm.BradleyTerry(head="mlp", random_state=0),
+        "Sign-MLP": lambda: signrm.SignEstimator(head="mlp", random_state=0),
+        "CLF-MLP": lambda: signrm.ClassificationRM(backend="mlp", random_state=0),
+    }[name]()
+
+
+def _child(name: str, n: int, d: int, queue) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+    from signrm.metrics import angular_error
+
+    data, theta_bar = make_data(n, d)
+    est = _estimator(name)
+    X = data.differences if name.startswith("sklearn") else None
+    if X is not None:
+        X = np.ascontiguousarray(X, dtype=np.float64)  # sklearn works in float64
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    if X is not None:
+        est.fit(X, data.signs)
+        coef = est.coef_.ravel()
+    else:
+        est.fit(data)
+        coef = getattr(est, "coef_", None)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    err = angular_error(coef, theta_bar) if coef is not None else float("nan")
+    queue.put(
+        {
+            "estimator": name,
+            "n": n,
+            "d": d,
+            "seconds": seconds,
+            "peak_rss_mb": peak,
+            "fit_extra_mb": max(peak - base, 0.0),
+            "angular_error_deg": err,
+        }
+    )
+
+
+def run(name: str, n: int, d: int) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(name, n, d, q))
+    p.start()
+    p.join()
+    return (
+        q.get() if not q.empty() else {"estimator": name, "n": n, "d": d, "seconds": float("nan")}
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=43_834)
+    ap.add_argument("--d", type=int, nargs="+", default=[384, 2880])
+    ap.add_argument("--skip-mlp", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+    names = [
+        "sklearn LogisticRegression (reference)",
+        "BT linear",
+        "Thurstone linear",
+        "Sign linear",
+        "EM K=3",
+        "CLF-LGB",
+    ]
+    if not args.skip_mlp:
+        names += ["BT-MLP", "Sign-MLP", "CLF-MLP"]
+    rows = []
+    for d in args.d:
+        ref = None
+        for name in names:
+            row = run(name, args.n, d)
+            if name.startswith("sklearn"):
+                ref = row["seconds"]
+            row["x_reference"] = row["seconds"] / ref if ref else float("nan")
+            rows.append(row)
+            print(
+                f"d={d:5d} {name:40s} {row['seconds']:8.2f} s  x{row['x_reference']:6.2f}  "
+                f"peak {row.get('peak_rss_mb', float('nan')):7.0f} MB  "
+                f"angle {row.get('angular_error_deg', float('nan')):6.2f}",
+                flush=True,
+            )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": mp.cpu_count(),
+        "n": args.n,
+    }
+    (out / "bench_fit.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    lines = [
+        "| estimator | d | seconds | x LogisticRegression | peak RSS (MB) | angle to theta_bar (deg) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['estimator']} | {r['d']} | {r['seconds']:.2f} | {r['x_reference']:.2f} | "
+            f"{r.get('peak_rss_mb', float('nan')):.0f} | {r.get('angular_error_deg', float('nan')):.1f} |"
+        )
+    (out / "bench_fit.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
