@@ -321,16 +321,14 @@ class TextPreferences:
     def embed(self, encoder, *, show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Features of both sides, ``(xa, xb)`` each ``(n, d)`` float32; every distinct
         (prompt, response) is encoded once (and cached by the encoder)."""
-        items = list(dict.fromkeys(zip(self.prompts, self.text_a)))
-        items += [
-            it for it in dict.fromkeys(zip(self.prompts, self.text_b)) if it not in set(items)
-        ]
-        items = list(dict.fromkeys(items))
+        pairs_a = list(zip(self.prompts, self.text_a))
+        pairs_b = list(zip(self.prompts, self.text_b))
+        items = list(dict.fromkeys(pairs_a + pairs_b))
         where = {it: i for i, it in enumerate(items)}
         prompts = [p for p, _ in items] if self.has_prompts else None
         feats = encoder.encode([t for _, t in items], prompts, show_progress=show_progress)
-        ia = [where[it] for it in zip(self.prompts, self.text_a)]
-        ib = [where[it] for it in zip(self.prompts, self.text_b)]
+        ia = [where[it] for it in pairs_a]
+        ib = [where[it] for it in pairs_b]
         return feats[ia], feats[ib]
 
     def to_preference_data(
