@@ -133,7 +133,17 @@ class SignRewardTrainer(RewardTrainer):
 
     _tag_names = ["trl", "reward-trainer", "signrm"]
 
-    def __init__(self, model, args: RewardConfig | None = None, *pos, loss_type=None, **kw):
+    def __init__(
+        self,
+        model,
+        args: RewardConfig | None = None,
+        *,
+        train_dataset=None,
+        eval_dataset=None,
+        data_collator=None,
+        loss_type: str | None = None,
+        **kw,
+    ):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SignRewardConfig(f"{str(name).split('/')[-1]}-SignReward")
@@ -157,22 +167,25 @@ class SignRewardTrainer(RewardTrainer):
             self._opt["lambda_start"], self._opt["lambda_stop"], self._opt["lambda_stages"]
         )
         # map annotator ids to 0..K-1 before TRL tokenises (extra columns survive its .map)
-        train = kw.get("train_dataset", pos[1] if len(pos) > 1 else None)
-        evals = kw.get("eval_dataset", pos[2] if len(pos) > 2 else None)
-        eval_sets = list(evals.values()) if isinstance(evals, dict) else [evals]
-        self.annotator_names = self._annotator_vocab([train, *eval_sets])
-        if "train_dataset" in kw:
-            kw["train_dataset"] = self._add_columns(kw["train_dataset"])
-        if "eval_dataset" in kw and kw["eval_dataset"] is not None:
-            ev = kw["eval_dataset"]
-            kw["eval_dataset"] = (
-                {k: self._add_columns(v) for k, v in ev.items()}
-                if isinstance(ev, dict)
-                else self._add_columns(ev)
-            )
-        user_collator = kw.get("data_collator") is not None or (len(pos) > 0 and pos[0] is not None)
-        super().__init__(model, args, *pos, **kw)
-        if not user_collator:
+        eval_sets = (
+            list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
+        )
+        self.annotator_names = self._annotator_vocab([train_dataset, *eval_sets])
+        if train_dataset is not None:
+            train_dataset = self._add_columns(train_dataset)
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: self._add_columns(v) for k, v in eval_dataset.items()}
+        elif eval_dataset is not None:
+            eval_dataset = self._add_columns(eval_dataset)
+        super().__init__(
+            model,
+            args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            **kw,
+        )
+        if data_collator is None:
             self.data_collator = SignPreferenceCollator(
                 pad_token_id=self.processing_class.pad_token_id,
                 pad_to_multiple_of=self.args.pad_to_multiple_of,
