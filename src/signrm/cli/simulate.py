@@ -57,7 +57,10 @@ def _load(path: str) -> dict:
     if not p.exists():
         raise FileNotFoundError(f"config not found: {p}")
     if p.suffix == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
 
         return tomllib.loads(p.read_text())
     import yaml

@@ -5,6 +5,7 @@ See ``docs/contracts-simulate.md`` for the contract and ``docs/simulation.md`` f
 
 from .choice import CHOICE_MODELS, choice_probability, sample_choices
 from .comparisons import simulate_arrays, simulate_comparisons
+from .diagnostics import population_diagnostics
 from .pairing import PAIRINGS, group_by_prompt, pair_indices
 from .population import POPULATION_KINDS, SCALE_CORRS, SCALE_DISTS, Population, make_population
 from .twin_panel import TWIN_VARIANTS, TwinPanel, load_twin_panel
@@ -26,4 +27,5 @@ __all__ = [
     "CHOICE_MODELS",
     "PAIRINGS",
     "TWIN_VARIANTS",
+    "population_diagnostics",
 ]
