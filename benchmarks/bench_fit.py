@@ -1,7 +1,7 @@
 """Paper-scale fit benchmark (issue 2): seconds and peak memory of each estimator.
 
-n = 43,834 comparisons (the sign-estimator paper's corpus size) with d = 384 (MiniLM) and
-d = 2,880; scikit-learn's LogisticRegression on the difference matrix is the reference, measured
+n = 43,834 comparisons (the sign-estimator paper's corpus size) on the shipped twin panel, with
+d = 384 (MiniLM) and d = 2,880 (lifted); scikit-learn's LogisticRegression on the difference matrix is the reference, measured
 in the same run. Each fit runs in a fresh process so its peak RSS is its own.
 
     python benchmarks/bench_fit.py [--d 384 2880] [--n 43834] [--skip-mlp] [--out benchmarks/results]
@@ -29,22 +29,26 @@ def _rss_mb() -> float:
 
 
 def make_data(n: int, d: int, seed: int = 0):
-    """Heterogeneous panel: 200 personas theta_u = theta_bar + symmetric spread, varied scale."""
-    import signrm
+    """The shipped twin panel: real MiniLM embeddings (d = 384) and its ~200 personas.
 
-    rng = np.random.default_rng(seed)
-    theta_bar = rng.standard_normal(d)
-    theta_bar /= np.linalg.norm(theta_bar)
-    n_users = 200
-    spread = rng.standard_normal((n_users, d)) * (rng.exponential(1.0, (n_users, 1)) / np.sqrt(d))
-    scales = rng.lognormal(0.0, 1.0, n_users) * 3.0
-    thetas = (theta_bar + spread) * scales[:, None]
-    xa = rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d, dtype=np.float32) * 4
-    xb = rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d, dtype=np.float32) * 4
-    user = rng.integers(0, n_users, n)
-    m = np.einsum("ij,ij->i", xa - xb, thetas[user].astype(np.float32))
-    y = (rng.random(n) < 1 / (1 + np.exp(-m))).astype(float)
-    return signrm.PreferenceData.from_arrays(xa, xb, y, user=user), theta_bar
+    For d > 384 the embeddings are lifted by a fixed random linear map plus 5 % noise (an
+    ill-conditioned, LLM-hidden-state-like feature space) and each persona's utility is carried
+    over exactly (minimum-norm preimage), so the population ordering is unchanged.
+    """
+    from signrm.simulate import Population, load_twin_panel, simulate_comparisons
+
+    panel = load_twin_panel()
+    feats = panel.embeddings.astype(np.float32)
+    pop = panel.population
+    if d != feats.shape[1]:
+        rng = np.random.default_rng(seed)
+        W = rng.standard_normal((feats.shape[1], d)) / np.sqrt(feats.shape[1])
+        lifted = feats @ W
+        lifted += 0.05 * lifted.std() * rng.standard_normal(lifted.shape)
+        feats = lifted.astype(np.float32)
+        pop = Population(thetas=(np.linalg.pinv(W) @ pop.thetas.T).T, weights=pop.weights)
+    data = simulate_comparisons(pop, feats, n, prompt_ids=panel.prompt_ids, random_state=seed)
+    return data, pop.mean_utility()
 
 
 def _estimator(name: str):

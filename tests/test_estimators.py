@@ -200,3 +200,15 @@ def test_predict_and_proba_consistent():
         np.testing.assert_array_equal(est.predict(data), (p > 0.5).astype(int))
         # calibrated: mean predicted probability tracks the observed share of a-wins
         assert abs(p.mean() - data.y.mean()) < 0.02
+
+
+def test_sign_cv_stage_selection():
+    data, theta_bar = symmetric_heterogeneity(0, n=20_000)
+    est = signrm.SignEstimator(select_stage="cv", cv_folds=3).fit(data)
+    assert len(est.validation_agreement_) == 5
+    chosen = int(np.argmax(est.validation_agreement_))
+    assert est.selected_lambda_ == pytest.approx(est.stages_[-1]["lam"])
+    assert len(est.stages_) == chosen + 1
+    assert angular_error(est.coef_, theta_bar) < 8
+    with pytest.raises(ValueError, match="select_stage must be"):
+        signrm.SignEstimator(select_stage="validation").fit(data)

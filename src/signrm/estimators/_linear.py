@@ -90,6 +90,7 @@ class SignStageResult:
     scale: float
     objective: float
     n_iter: int
+    theta: np.ndarray | None = None
 
 
 def smoothed_agreement(D, s, wn, u, lam, scale) -> float:
@@ -156,5 +157,5 @@ def fit_sign_linear(
             options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-10},
         )
         theta = res.x / np.linalg.norm(res.x)
-        stages.append(SignStageResult(float(lam), scale, -float(res.fun), int(res.nit)))
+        stages.append(SignStageResult(float(lam), scale, -float(res.fun), int(res.nit), theta))
     return theta, stages
