@@ -53,6 +53,8 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
     weight_decay : MLP settings (early stopping on the held-out comparisons).
     n_estimators, num_leaves, lgb_learning_rate, early_stopping_rounds : LightGBM settings; early
         stopping uses the same held-out share of comparisons.
+    n_jobs : int or None
+        LightGBM threads (None: all cores; use 1 inside parallel experiment workers).
     random_state : int or None
     verbose : bool
     """
@@ -73,6 +75,7 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
         num_leaves: int = 31,
         lgb_learning_rate: float = 0.05,
         early_stopping_rounds: int = 20,
+        n_jobs: int | None = None,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -88,6 +91,7 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
         self.num_leaves = num_leaves
         self.lgb_learning_rate = lgb_learning_rate
         self.early_stopping_rounds = early_stopping_rounds
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -149,7 +153,7 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
             num_leaves=self.num_leaves,
             learning_rate=self.lgb_learning_rate,
             random_state=None if self.random_state is None else int(self.random_state),
-            n_jobs=-1,
+            n_jobs=-1 if self.n_jobs is None else int(self.n_jobs),
             verbose=-1,
         )
         fit_kw = {}

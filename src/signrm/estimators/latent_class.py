@@ -37,6 +37,10 @@ class LatentClassBT(PreferenceEstimator):
         Stop when the log-likelihood improves by less than ``tol * n_comparisons``.
     l2 : float
         Ridge penalty of each class's logistic regression (per unit of mean loss).
+    m_step_iter : int
+        L-BFGS iterations per class and M-step, warm-started from the previous M-step: a
+        generalised EM step (the likelihood still rises) that avoids solving every weighted
+        regression to convergence while the responsibilities are still moving.
     random_state : int or None
     verbose : bool
 
@@ -70,6 +74,7 @@ class LatentClassBT(PreferenceEstimator):
         max_iter: int = 100,
         tol: float = 1e-6,
         l2: float = 1e-4,
+        m_step_iter: int = 20,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -78,6 +83,7 @@ class LatentClassBT(PreferenceEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.l2 = l2
+        self.m_step_iter = m_step_iter
         self.random_state = random_state
         self.verbose = verbose
 
@@ -137,7 +143,9 @@ class LatentClassBT(PreferenceEstimator):
                 wk = w * resp[user_idx, k]
                 if wk.sum() <= 1e-12:
                     continue
-                thetas[k], _ = fit_bt_linear(D, y, wk, l2=self.l2, theta0=thetas[k], max_iter=200)
+                thetas[k], _ = fit_bt_linear(
+                    D, y, wk, l2=self.l2, theta0=thetas[k], max_iter=int(self.m_step_iter)
+                )
             # E-step in log space: user log-likelihoods summed over their comparisons.
             comp_ll = _comparison_loglik(D, y, thetas) * w[:, None]
             user_ll = np.zeros((n_users, K))
