@@ -457,7 +457,7 @@ class PreferenceData:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file")
-        fmt = (format or _format_of(path)).lower()
+        fmt = (format or format_of(path)).lower()
         try:
             if fmt == "csv":
                 df = pd.read_csv(path)
@@ -614,7 +614,7 @@ class PreferenceData:
     def write(self, path: str | os.PathLike, format: str | None = None) -> Path:
         """Write to CSV, Parquet or JSONL (by suffix, or ``format``), atomically."""
         path = Path(path)
-        fmt = (format or _format_of(path)).lower()
+        fmt = (format or format_of(path)).lower()
         df = self.to_frame()
         if fmt == "csv":
             return atomic_write(path, lambda p: df.to_csv(p, index=False))
@@ -625,48 +625,54 @@ class PreferenceData:
         raise ValueError(f"{path}: unknown format {fmt!r}; use csv, parquet or jsonl")
 
 
-def _format_of(path: Path) -> str:
+def format_of(path: Path, error: type[Exception] = ValueError) -> str:
+    """``csv``, ``parquet`` or ``jsonl`` from a path's suffix (a trailing ``.gz`` is skipped)."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".xz"):
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
-    mapping = {
-        ".csv": "csv",
-        ".parquet": "parquet",
-        ".pq": "parquet",
-        ".jsonl": "jsonl",
-        ".ndjson": "jsonl",
-        ".json": "jsonl",
-    }
+    mapping = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+               ".ndjson": "jsonl", ".json": "jsonl"}  # fmt: skip
     if ext not in mapping:
-        raise ValueError(
+        raise error(
             f"{path}: cannot tell the format from the suffix {ext!r}; use .csv, .parquet or "
             ".jsonl, or pass format="
         )
     return mapping[ext]
 
 
-def _read_jsonl(path: Path):
-    """JSON lines -> DataFrame; a malformed line raises with its line number (1-based)."""
+def open_text(path: Path):
+    """Open a text file for reading, transparently gunzipping ``*.gz``."""
     import gzip
 
-    import pandas as pd
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
 
-    opener = gzip.open if path.suffix == ".gz" else open
-    records = []
-    with opener(path, "rt", encoding="utf-8") as fh:
+
+def iter_jsonl(path: Path, error: type[Exception] = ValueError):
+    """Yield ``(line_number, record)`` of a JSON-lines file (1-based lines, blank lines skipped).
+
+    A malformed line or a non-object raises ``error`` naming ``file:line``.
+    """
+    with open_text(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
+                raise error(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
             if not isinstance(rec, Mapping):
-                raise ValueError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}"
-                )
-            records.append(rec)
+                raise error(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            yield lineno, rec
+
+
+def _read_jsonl(path: Path):
+    """JSON lines -> DataFrame; a malformed line raises with its line number (1-based)."""
+    import pandas as pd
+
+    records = [rec for _, rec in iter_jsonl(path)]
     if not records:
         raise ValueError(f"{path}: no records")
     return pd.DataFrame.from_records(records)

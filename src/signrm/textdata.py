@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from signrm.data import format_of, iter_jsonl, open_text
 from signrm.errors import UserError
 
 __all__ = ["TextPreferences", "read_text", "read_texts_table", "render_messages"]
@@ -56,44 +57,16 @@ def _format_of(path: Path, format: str | None) -> str:
         if fmt not in ("jsonl", "csv", "parquet"):
             raise UserError(f"{path}: unknown format {format!r}; use jsonl, csv or parquet")
         return fmt
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    ext = suffixes[-1] if suffixes else ""
-    mapping = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
-               ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
-    if ext not in mapping:
-        raise UserError(
-            f"{path}: cannot tell the format from the suffix {ext!r}; use .jsonl, .csv or "
-            ".parquet (or pass format=)"
-        )
-    return mapping[ext]
-
-
-def _open_text(path: Path):
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+    return format_of(path, error=UserError)
 
 
 def _iter_records(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(location, record) pairs; location is ``file:line`` or ``file: row i``."""
     if fmt == "jsonl":
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-                if not isinstance(rec, Mapping):
-                    raise UserError(
-                        f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}"
-                    )
-                yield f"{path}:{lineno}", dict(rec)
+        for lineno, rec in iter_jsonl(path, error=UserError):
+            yield f"{path}:{lineno}", dict(rec)
     elif fmt == "csv":
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             reader = csv.reader(fh)
             try:
                 header = next(reader)
