@@ -73,12 +73,16 @@ def write_shards(
     return float(sum(f.stat().st_size for f in out.iterdir())) / 1e9
 
 
-def fit_child(path: str, estimator: str, chunk_rows: int, progress: bool) -> dict:
+def fit_child(
+    path: str, estimator: str, chunk_rows: int, progress: bool, max_iter: int | None = None
+) -> dict:
     import signrm
     from signrm.streaming import ParquetShards
 
     src = ParquetShards(path, chunk_rows=chunk_rows)
     est = signrm.BradleyTerry() if estimator == "bt" else signrm.SignEstimator()
+    if max_iter is not None and estimator == "sign":
+        est.max_iter = int(max_iter)  # L-BFGS iterations per annealing stage (passes ~ 2x)
     est.verbose = progress
     t0 = time.perf_counter()
     est.fit(src)
@@ -94,6 +98,7 @@ def fit_child(path: str, estimator: str, chunk_rows: int, progress: bool) -> dic
         "peak_rss_mb_ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_rss_mb_vmhwm": _hwm_mb(),
         "stages": getattr(est, "stages_", None),
+        "max_iter_per_stage": getattr(est, "max_iter", None) if estimator == "sign" else None,
     }
 
 
@@ -108,25 +113,50 @@ def main() -> None:
     ap.add_argument("--tmp", default="/tmp")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument(
+        "--sign-max-iter",
+        type=int,
+        default=None,
+        help="cap the sign estimator's L-BFGS iterations per stage (time only)",
+    )
+    ap.add_argument(
+        "--shards",
+        default=None,
+        help="use existing shards in this directory (not generated, not deleted)",
+    )
+    ap.add_argument("--append", action="store_true", help="add to the existing results")
     ap.add_argument("--_fit", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._fit:
-        res = fit_child(args._fit[0], args._fit[1], args.chunk_rows, args.progress)
+        res = fit_child(
+            args._fit[0], args._fit[1], args.chunk_rows, args.progress, args.sign_max_iter
+        )
         print("RESULT " + json.dumps(res), flush=True)
         return
     need_gb = args.n * args.d * 4 * 2 / 1e9 * 1.05
     free_gb = shutil.disk_usage(args.tmp).free / 1e9
     if free_gb < need_gb + 5:
         sys.exit(f"{args.tmp}: {free_gb:.0f} GB free, need {need_gb:.0f} GB + 5 GB margin")
-    tmp = Path(tempfile.mkdtemp(prefix="signrm-stream-", dir=args.tmp))
+    out = Path(args.out)
     results = []
+    if args.append and (out / "bench_streaming_memory.json").exists():
+        results = json.loads((out / "bench_streaming_memory.json").read_text())["results"]
+    own = args.shards is None
+    tmp = (
+        Path(tempfile.mkdtemp(prefix="signrm-stream-", dir=args.tmp)) if own else Path(args.shards)
+    )
     try:
-        t0 = time.perf_counter()
-        size = write_shards(tmp, args.n, args.d, args.shard_rows, args.seed, args.chunk_rows)
-        gen_s = time.perf_counter() - t0
-        print(f"wrote {size:.2f} GB of shards in {gen_s:.0f} s -> {tmp}", flush=True)
+        if own:
+            t0 = time.perf_counter()
+            size = write_shards(tmp, args.n, args.d, args.shard_rows, args.seed, args.chunk_rows)
+            gen_s = time.perf_counter() - t0
+            print(f"wrote {size:.2f} GB of shards in {gen_s:.0f} s -> {tmp}", flush=True)
+        else:
+            size = float(sum(f.stat().st_size for f in tmp.iterdir())) / 1e9
         for est in args.estimators:
             cmd = [sys.executable, __file__, "--_fit", str(tmp), est]
+            if args.sign_max_iter is not None:
+                cmd += ["--sign-max-iter", str(args.sign_max_iter)]
             cmd += ["--chunk-rows", str(args.chunk_rows)] + (
                 ["--progress"] if args.progress else []
             )
@@ -136,11 +166,14 @@ def main() -> None:
                 raise SystemExit(f"fit {est} failed (exit {proc.returncode})")
             res = json.loads(line[-1][7:])
             res["shards_gb"] = size
+            res["command"] = " ".join(
+                ["python", "benchmarks/bench_streaming_memory.py", *sys.argv[1:]]
+            )
             results.append(res)
             print(json.dumps(res), flush=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    out = Path(args.out)
+        if own:
+            shutil.rmtree(tmp, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"cpus": os.cpu_count(), "command": " ".join(sys.argv)}
     (out / "bench_streaming_memory.json").write_text(
@@ -148,14 +181,19 @@ def main() -> None:
     )
     lines = [
         "| estimator | n | d | shards (GB) | chunk rows | seconds | passes | comparisons/s "
-        "| peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS (MB) | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['estimator']} | {r['n']:,} | {r['d']} | {r['shards_gb']:.2f} | "
             f"{r['chunk_rows']:,} | {r['seconds']:.0f} | {r['passes']} | "
-            f"{r['comparisons_per_second']:,.0f} | {r['peak_rss_mb_ru_maxrss']:.0f} |"
+            f"{r['comparisons_per_second']:,.0f} | {r['peak_rss_mb_ru_maxrss']:.0f} | "
+            + (
+                f"L-BFGS capped at {r['max_iter_per_stage']} iterations per stage |"
+                if r.get("max_iter_per_stage") not in (None, 200)
+                else "defaults |"
+            )
         )
     (out / "bench_streaming_memory.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
