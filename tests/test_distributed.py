@@ -104,6 +104,7 @@ def test_two_processes_match_one(tmp_path):
         assert two.score(test) > 0.6, name
 
 
+@pytest.mark.slow
 def test_cli_nproc_2(tmp_path):
     """``python -m signrm.train --nproc 2`` re-launches itself under torchrun; signrm.load reads
     the result."""
