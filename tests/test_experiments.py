@@ -184,3 +184,73 @@ def test_bt_vs_clf_job_smoke():
     )
     row = run_job(cfg.jobs()[0])
     assert np.isfinite(row["bon_improvement"]) and 0 < row["label_error_rate"] < 0.5
+
+
+def _fake_bt_vs_clf(tmp_path):
+    """A synthetic bt-vs-clf result table: CLF beats BT more at low beta; cross beats same."""
+    rows = []
+    rng = np.random.default_rng(0)
+    ests = {"bt_mlp": 0.0, "clf_mlp": 0.1, "clf_lgb": 0.05}
+    settings = [(b, 5000, "same_prompt", "random") for b in (0.5, 1, 10)]
+    settings += [(1, 5000, p, c) for p in ("cross_prompt",) for c in ("random", "similar")]
+    settings += [(1, 5000, "same_prompt", "similar")]
+    for beta, n, pairing, cand in settings:
+        for est, bonus in ests.items():
+            for seed in range(3):
+                base = 1.0 + 0.05 * beta - (0.5 if cand == "similar" else 0.0)
+                base += 0.3 if pairing == "cross_prompt" and cand == "similar" else 0.0
+                base += 0.1 if pairing == "cross_prompt" else 0.0
+                rows.append(
+                    {
+                        "key": f"{beta}-{pairing}-{cand}-{est}-{seed}",
+                        "experiment": "bvc",
+                        "kind": "bt_vs_clf",
+                        "seed": seed,
+                        "beta": beta,
+                        "n": n,
+                        "pairing": pairing,
+                        "candidates": cand,
+                        "estimator": est,
+                        "train_candidates": 10,
+                        "test_candidates": 64,
+                        "bon_improvement": base + bonus / beta + 0.01 * rng.standard_normal(),
+                        "label_error_rate": 0.3 / beta,
+                        "job_seconds": 1.0,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_bt_vs_clf_report_states_findings_setting_by_setting(tmp_path):
+    from signrm.experiments.report import bt_vs_clf_findings, bt_vs_clf_robustness
+
+    df = _fake_bt_vs_clf(tmp_path)
+    f1, f2 = bt_vs_clf_findings(df)
+    assert f1["reproduces"].all() and set(f1["verdict"]) <= {"yes", "yes, within seed noise"}
+    assert f2["reproduces"].all()
+    rob = bt_vs_clf_robustness(df).set_index("estimator")
+    assert rob.loc["clf_mlp", "gap_vs_bt_noisiest"] > rob.loc["clf_mlp", "gap_vs_bt_cleanest"]
+    path = write_report(tmp_path, df=df)
+    text = path.read_text()
+    assert "Finding 1b" in text and "more robust: yes" in text
+    assert "largest gain where same-prompt responses lack diversity ('similar'): reproduces" in text
+    assert "Protocol as run" in text and (tmp_path / "bt_vs_clf.png").stat().st_size > 10_000
+
+
+def test_report_ignores_rows_of_a_superseded_config(tmp_path):
+    import yaml
+
+    doc = {
+        "name": "old",
+        "kind": "sign_paper",
+        "seeds": 1,
+        "grid": {"n": [500], "estimator": ["rlhf"]},
+        "estimators": {"rlhf": {"class": "BradleyTerry"}},
+    }
+    cfg = load_config(doc)
+    run_experiment(cfg, tmp_path, workers=1, progress=False)
+    doc["estimators"]["rlhf"]["params"] = {"l2": 0.01}
+    run_experiment(load_config(doc), tmp_path, workers=1, progress=False)
+    (tmp_path / "config-old.yaml").write_text(yaml.safe_dump(doc))
+    text = write_report(tmp_path, plots=False).read_text()
+    assert "1 stored rows of `old` belong to a superseded config" in text

@@ -15,7 +15,7 @@ from signrm.metrics import mean_ci  # noqa: E402
 
 __all__ = ["plot_error_vs_n", "plot_rates", "plot_bt_vs_clf"]
 
-_ORDER = ["rlhf", "bt", "sign", "em2", "em3", "em5"]
+_ORDER = ["rlhf", "bt", "sign", "sign-cv", "em2", "em3", "em5"]
 
 
 def _ordered(names) -> list[str]:
@@ -32,7 +32,7 @@ def _curves(ax, df: pd.DataFrame, metric: str, scale: float = 1.0) -> None:
             ns.append(n), m.append(mm * scale), lo.append(ll * scale), hi.append(hh * scale)
         if not ns or not np.isfinite(m).any():
             continue
-        style = "-o" if est in ("sign", "rlhf", "bt") else "--s"
+        style = "-o" if est in ("sign", "sign-cv", "rlhf", "bt") else "--s"
         ax.plot(ns, m, style, label=est, ms=4)
         ax.fill_between(ns, lo, hi, alpha=0.2)
     ax.set_xscale("log")
@@ -82,22 +82,65 @@ def plot_rates(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def plot_bt_vs_clf(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``bt_vs_clf.png``: best-of-N improvement per model, one panel per (candidates, pairing)."""
+    """``bt_vs_clf.png``: best-of-N improvement per model against beta (quality), against n
+    (quantity) and per pairing x candidates (the three sub-grids; 95 % intervals over seeds)."""
     out_dir = Path(out_dir)
-    panels = list(df.groupby(["candidates", "pairing"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
-    for ax, ((cand, pairing), grp) in zip(axes[0], panels):
-        xs = sorted(grp["beta"].unique())
-        width = 0.8 / max(1, grp["estimator"].nunique())
-        for i, est in enumerate(sorted(grp["estimator"].unique())):
-            g = grp[grp["estimator"] == est]
-            m, lo, hi = zip(*(mean_ci(g[g["beta"] == b]["bon_improvement"]) for b in xs))
-            pos = np.arange(len(xs)) + i * width
-            ax.bar(pos, m, width, yerr=[np.subtract(m, lo), np.subtract(hi, m)], label=est)
-        ax.set_xticks(np.arange(len(xs)) + 0.4 - width / 2)
-        ax.set_xticklabels([f"beta={b:g}" for b in xs])
-        ax.set_title(f"{cand}, {pairing}")
-        ax.set_ylabel("best-of-N golden improvement")
+    ests = sorted(df["estimator"].unique())
+    n0 = int(df["n"].min())
+    base = df[(df["pairing"] == "same_prompt") & (df["candidates"] == "random")]
+    quality = base[base["n"] == n0]
+    beta0 = 1.0 if (base["beta"] == 1).any() else float(base["beta"].min()) if len(base) else 1.0
+    quantity = base[base["beta"] == beta0]
+    pairing = df[(df["n"] == n0) & (df["beta"] == beta0)]
+    panels = []
+    if quality["beta"].nunique() > 1:
+        panels.append(("quality", quality))
+    if quantity["n"].nunique() > 1:
+        panels.append(("quantity", quantity))
+    if pairing["pairing"].nunique() > 1 or pairing["candidates"].nunique() > 1:
+        panels.append(("pairing", pairing))
+    if not panels:
+        panels.append(("pairing", df))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (kind, grp) in zip(axes[0], panels):
+        if kind in ("quality", "quantity"):
+            col = "beta" if kind == "quality" else "n"
+            for est in ests:
+                g = grp[grp["estimator"] == est]
+                xs = sorted(g[col].unique())
+                m, lo, hi = zip(*(mean_ci(g[g[col] == x]["bon_improvement"]) for x in xs))
+                ax.errorbar(
+                    xs,
+                    m,
+                    yerr=[np.subtract(m, lo), np.subtract(hi, m)],
+                    fmt="-o",
+                    capsize=3,
+                    label=est,
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("beta (annotator quality)" if kind == "quality" else "annotations n")
+            ax.set_title(
+                f"same-prompt, n={n0:,}" if kind == "quality" else f"same-prompt, beta={beta0:g}"
+            )
+        else:
+            cells = sorted(
+                {(c, p) for c, p in zip(grp["candidates"], grp["pairing"])},
+                key=lambda t: (t[0], t[1] != "same_prompt"),
+            )
+            width = 0.8 / max(1, len(ests))
+            for i, est in enumerate(ests):
+                g = grp[grp["estimator"] == est]
+                stats = [
+                    mean_ci(g[(g["candidates"] == c) & (g["pairing"] == p)]["bon_improvement"])
+                    for c, p in cells
+                ]
+                m, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
+                pos = np.arange(len(cells)) + i * width
+                ax.bar(pos, m, width, yerr=[m - lo, hi - m], label=est)
+            ax.set_xticks(np.arange(len(cells)) + 0.4 - width / 2)
+            ax.set_xticklabels([f"{c}\n{p.replace('_prompt', '')}" for c, p in cells], fontsize=8)
+            ax.set_title(f"pairing, n={n0:,}, beta={beta0:g}")
+        ax.set_ylabel("best-of-N golden improvement (sd)")
         ax.grid(True, axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()

@@ -15,6 +15,7 @@ __all__ = [
     "sign_paper_table",
     "rate_slopes",
     "bt_vs_clf_findings",
+    "bt_vs_clf_robustness",
     "format_table",
     "write_report",
 ]
@@ -174,6 +175,7 @@ def bt_vs_clf_findings(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "ci_hi": hi,
                 "reproduces": bool(means[best_clf] >= bt),
                 "significant": bool(lo > 0 or hi < 0),
+                "verdict": _verdict(bool(means[best_clf] >= bt), bool(lo > 0 or hi < 0)),
             }
         )
     f2 = []
@@ -195,9 +197,72 @@ def bt_vs_clf_findings(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "ci_hi": hi,
                 "reproduces": bool(m > 0),
                 "significant": bool(lo > 0 or hi < 0),
+                "verdict": _verdict(bool(m > 0), bool(lo > 0 or hi < 0)),
             }
         )
     return pd.DataFrame(f1), pd.DataFrame(f2)
+
+
+def _verdict(reproduces: bool, significant: bool) -> str:
+    if reproduces:
+        return "yes" if significant else "yes, within seed noise"
+    return "no (reversed)" if significant else "no, within seed noise"
+
+
+def bt_vs_clf_robustness(df: pd.DataFrame) -> pd.DataFrame:
+    """Robustness to label noise: per estimator, best-of-N improvement at each beta.
+
+    Uses every (n, pairing, candidates) with more than one beta (the quality sub-grid).
+    ``retention`` is the improvement at the noisiest beta divided by that at the cleanest one;
+    ``gap_vs_bt`` is the estimator's mean improvement minus BT-MLP's at the noisiest beta.
+    """
+    rows = []
+    for (n, pairing, cand), grp in df.groupby(["n", "pairing", "candidates"]):
+        betas = sorted(grp["beta"].unique())
+        if len(betas) < 2:
+            continue
+        means = grp.groupby(["estimator", "beta"])["bon_improvement"].mean().unstack("beta")
+        bt_names = [e for e in means.index if "bt" in e.lower()]
+        for est, r in means.iterrows():
+            row = {"n": n, "pairing": pairing, "candidates": cand, "estimator": est}
+            row.update({f"beta={b:g}": r[b] for b in betas})
+            row["retention"] = r[betas[0]] / r[betas[-1]] if r[betas[-1]] else float("nan")
+            if bt_names:
+                row["gap_vs_bt_noisiest"] = r[betas[0]] - means.loc[bt_names[0], betas[0]]
+                row["gap_vs_bt_cleanest"] = r[betas[-1]] - means.loc[bt_names[0], betas[-1]]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _protocol_lines(out: Path, name: str, df: pd.DataFrame) -> list[str]:
+    """What was run: seeds, grid values and estimator settings (from the stored config)."""
+    lines = ["### Protocol as run", ""]
+    n_seeds = df["seed"].nunique()
+    lines.append(
+        f"- {n_seeds} seeds; n in {sorted(int(v) for v in df['n'].unique())}; beta in "
+        f"{sorted(float(v) for v in df['beta'].unique())}; pairing "
+        f"{sorted(df['pairing'].unique())}; candidates {sorted(df['candidates'].unique())}."
+    )
+    if "train_candidates" in df and "test_candidates" in df:
+        lines.append(
+            f"- {int(df['train_candidates'].iloc[0])} candidates per training prompt, "
+            f"{int(df['test_candidates'].iloc[0])} per held-out prompt (best-of-"
+            f"{int(df['test_candidates'].iloc[0])})."
+        )
+    cfg_path = out / f"config-{name}.yaml"
+    if cfg_path.exists():
+        import yaml
+
+        try:
+            doc = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:  # pragma: no cover
+            doc = {}
+        if doc.get("description"):
+            lines.append(f"- {doc['description']}")
+        for est, spec in (doc.get("estimators") or {}).items():
+            params = ", ".join(f"{k}={v}" for k, v in (spec.get("params") or {}).items())
+            lines.append(f"- {est}: {spec.get('class')}({params})")
+    return lines + [""]
 
 
 def format_table(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
@@ -240,21 +305,24 @@ def _section_sign_paper(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
 
 def _head_to_head(df: pd.DataFrame) -> list[str]:
     ests = set(df["estimator"])
-    if not {"rlhf", "sign"} <= ests:
+    signs = [e for e in ("sign", "sign-cv") if e in ests]
+    if "rlhf" not in ests or not signs:
         return []
     lines = ["Sign vs RLHF at each n (ratio of mean angular errors; disagreement difference):", ""]
     for n, grp in df.groupby("n"):
         m = grp.groupby("estimator")[["angular_error_deg", "disagreement"]].mean()
-        if not {"rlhf", "sign"} <= set(m.index):
-            continue
-        ratio = m.loc["sign", "angular_error_deg"] / m.loc["rlhf", "angular_error_deg"]
-        dd = 100 * (m.loc["sign", "disagreement"] - m.loc["rlhf", "disagreement"])
-        lines.append(
-            f"- n = {int(n)}: sign/RLHF angular error = {ratio:.2f} "
-            f"({m.loc['sign', 'angular_error_deg']:.1f} vs {m.loc['rlhf', 'angular_error_deg']:.1f} deg); "
-            f"disagreement {100 * m.loc['sign', 'disagreement']:.1f} % vs "
-            f"{100 * m.loc['rlhf', 'disagreement']:.1f} % ({dd:+.1f} points)"
-        )
+        for est in signs:
+            if not {"rlhf", est} <= set(m.index):
+                continue
+            ratio = m.loc[est, "angular_error_deg"] / m.loc["rlhf", "angular_error_deg"]
+            dd = 100 * (m.loc[est, "disagreement"] - m.loc["rlhf", "disagreement"])
+            lines.append(
+                f"- n = {int(n)}: {est}/RLHF angular error = {ratio:.2f} "
+                f"({m.loc[est, 'angular_error_deg']:.1f} vs "
+                f"{m.loc['rlhf', 'angular_error_deg']:.1f} deg); "
+                f"disagreement {100 * m.loc[est, 'disagreement']:.1f} % vs "
+                f"{100 * m.loc['rlhf', 'disagreement']:.1f} % ({dd:+.1f} points)"
+            )
     return lines + [""]
 
 
@@ -286,13 +354,25 @@ def _section_rates(df: pd.DataFrame, out: Path, plots: bool, name: str) -> list[
 
 def _section_bt_vs_clf(df: pd.DataFrame, out: Path, plots: bool, name: str) -> list[str]:
     f1, f2 = bt_vs_clf_findings(df)
+    rob = bt_vs_clf_robustness(df)
     lines = [f"## {name}: BT vs classification reward models (seed 003)", ""]
     lines += [
         "Best-of-N golden reward improvement on held-out prompts (argmax of the fitted reward among "
         "all test candidates, minus their mean golden reward; golden reward in units of its "
-        "standard deviation).",
+        "standard deviation). Intervals: 95 % over seeds of the paired (same data) differences; "
+        "'within seed noise' means the interval contains 0.",
         "",
-        "### Finding 1: classification at least matches BT",
+    ]
+    lines += _protocol_lines(out, name, df)
+    if "label_error_rate" in df:
+        err = df.groupby("beta")["label_error_rate"].mean()
+        lines += [
+            "Label error rate by beta (random same-prompt pairs and all pairings pooled): "
+            + ", ".join(f"beta={b:g}: {100 * e:.0f} %" for b, e in err.items()),
+            "",
+        ]
+    lines += [
+        "### Finding 1: classification at least matches BT (setting by setting)",
         "",
         format_table(f1),
         "",
@@ -304,12 +384,59 @@ def _section_bt_vs_clf(df: pd.DataFrame, out: Path, plots: bool, name: str) -> l
             f"{int((~f1['reproduces'] & f1['significant']).sum())} significantly reversed)."
         )
         lines.append("")
-    lines += ["### Finding 2: cross-prompt beats same-prompt", "", format_table(f2), ""]
+    if not rob.empty:
+        lines += [
+            "### Finding 1b: classification is more robust to label noise",
+            "",
+            "Mean improvement at each beta (quality sub-grid); retention = noisiest / cleanest; "
+            "gap to BT-MLP at the noisiest and at the cleanest beta.",
+            "",
+            format_table(rob),
+            "",
+        ]
+        for (n, pairing, cand), grp in rob.groupby(["n", "pairing", "candidates"]):
+            g = grp.set_index("estimator")
+            bt_names = [e for e in g.index if "bt" in e.lower()]
+            if not bt_names:
+                continue
+            bt = bt_names[0]
+            for est in [e for e in g.index if "clf" in e.lower()]:
+                more = g.loc[est, "retention"] >= g.loc[bt, "retention"]
+                wider = g.loc[est, "gap_vs_bt_noisiest"] > g.loc[est, "gap_vs_bt_cleanest"]
+                lines.append(
+                    f"- n={int(n)}, {pairing}, {cand}: {est} keeps "
+                    f"{100 * g.loc[est, 'retention']:.0f} % of its clean-label improvement vs "
+                    f"{bt}'s {100 * g.loc[bt, 'retention']:.0f} %; its gap to {bt} is "
+                    f"{g.loc[est, 'gap_vs_bt_noisiest']:+.2f} at the noisiest beta and "
+                    f"{g.loc[est, 'gap_vs_bt_cleanest']:+.2f} at the cleanest -> more robust: "
+                    f"{'yes' if (more and wider) else 'partly' if (more or wider) else 'no'}."
+                )
+        lines.append("")
+    lines += [
+        "### Finding 2: cross-prompt beats same-prompt (setting by setting)",
+        "",
+        format_table(f2),
+        "",
+    ]
     if not f2.empty:
         lines.append(
             f"Reproduces in {int(f2['reproduces'].sum())} of {len(f2)} settings "
             f"({int((f2['reproduces'] & f2['significant']).sum())} significant; "
             f"{int((~f2['reproduces'] & f2['significant']).sum())} significantly reversed)."
+        )
+        lines.append("")
+        by_cand = f2.groupby("candidates")["cross_minus_same"].mean()
+        lines.append(
+            "Mean cross-minus-same gain by candidate selection (over estimators): "
+            + ", ".join(f"{c}: {v:+.3f}" for c, v in by_cand.items())
+            + ". Seed 003 expects the largest gain where same-prompt responses lack diversity "
+            "('similar')"
+            + (
+                f": {'reproduces' if by_cand.idxmax() == 'similar' else 'does not reproduce'} "
+                f"(largest: {by_cand.idxmax()})."
+                if "similar" in by_cand.index
+                else "."
+            )
         )
         lines.append("")
     if plots:
@@ -318,6 +445,25 @@ def _section_bt_vs_clf(df: pd.DataFrame, out: Path, plots: bool, name: str) -> l
         for path in plot_bt_vs_clf(df, out):
             lines += [f"![{path.stem}]({path.name})", ""]
     return lines
+
+
+def _current_rows(df: pd.DataFrame, out: Path, name: str) -> tuple[pd.DataFrame, int]:
+    """Keep the rows whose job key belongs to ``OUT/config-NAME.yaml`` (the last config run)."""
+    cfg_path = out / f"config-{name}.yaml"
+    if "key" not in df or not cfg_path.exists():
+        return df, 0
+    from .config import load_config
+
+    try:
+        import yaml
+
+        keys = {j["key"] for j in load_config(yaml.safe_load(cfg_path.read_text("utf-8"))).jobs()}
+    except Exception:  # a hand-edited or foreign config: report everything
+        return df, 0
+    keep = df["key"].isin(keys)
+    if not keep.any():
+        return df, 0
+    return df[keep], int((~keep).sum())
 
 
 def write_report(
@@ -334,7 +480,14 @@ def write_report(
         raise ValueError(f"no results in {out}")
     lines = ["# signrm experiment report", ""]
     for name, grp in df.groupby("experiment", sort=False):
+        grp, stale = _current_rows(grp, out, str(name))
         grp = grp.dropna(axis=1, how="all")
+        if stale:
+            lines += [
+                f"_{stale} stored rows of `{name}` belong to a superseded config (other estimator "
+                f"settings, seeds or grid) and are ignored; they stay in results.sqlite._",
+                "",
+            ]
         kind = grp["kind"].iloc[0] if "kind" in grp else "sign_paper"
         if kind == "sign_paper":
             lines += _section_sign_paper(grp, out, plots)
