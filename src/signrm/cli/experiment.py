@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_jobs=args.max_jobs,
     )
+    done = int(df["key"].isin({j["key"] for j in cfg.jobs()}).sum()) if len(df) else 0
     print(
-        f"{cfg.name}: {len(df)} of {cfg.n_jobs} jobs finished in {out} "
+        f"{cfg.name}: {done} of {cfg.n_jobs} jobs finished in {out} "
         f"({time.perf_counter() - t0:.0f} s this run)"
     )
     if not args.no_report and len(df):
