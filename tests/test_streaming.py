@@ -155,6 +155,8 @@ def test_bad_shards_name_file_column_row(tmp_path):
         signrm.BradleyTerry().fit(ParquetShards(out))
     with pytest.raises(ValueError, match="not a streaming source"):
         open_source(tmp_path)
+    with pytest.raises(ValueError, match="select_stage"):
+        signrm.SignEstimator(select_stage="cv").fit(NpyPair(_np(tmp_path, xa - xb), None, y))
     with pytest.raises(ValueError, match="linear heads"):
         signrm.BradleyTerry(head="mlp").fit(NpyPair(_np(tmp_path, xa), None, y))
 

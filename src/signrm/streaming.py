@@ -888,6 +888,12 @@ def fit_streaming(
             estimator.objective_ = info["objective"]
         else:
             lambdas = estimator._schedule()
+            if getattr(estimator, "select_stage", "last") != "last":
+                raise ValueError(
+                    "SignEstimator(select_stage='cv') is not available for streaming sources "
+                    "(it refits on folds); use select_stage='last', or pick the annealing depth "
+                    "on an in-memory subsample and pass lambdas=... up to it"
+                )
             theta_bt, _ = _fit_bt(
                 passes,
                 st,
@@ -926,7 +932,9 @@ def fit_streaming(
                     best = (agree, theta, stages)
             _, theta, stages = best
             estimator.coef_ = theta
-            estimator.stages_ = [vars(s) for s in stages]
+            estimator.stages_ = [{k: v for k, v in vars(s).items() if k != "theta"} for s in stages]
+            estimator.selected_lambda_ = float(lambdas[-1])
+            estimator.validation_agreement_ = None
             estimator.objective_ = stages[-1].objective
             estimator.margin_scale_ = stages[-1].scale
             margins, y, w = _collect_margins(passes, theta, "calibration")

@@ -450,6 +450,8 @@ def fit_distributed(estimator, data, ctx: _Ctx | None = None):
             estimator.coef_ = estimator.coef_ / norm if norm > 0 else estimator.coef_
         estimator.bt_coef_ = None
         estimator.stages_ = None
+        estimator.selected_lambda_ = float(estimator._schedule()[-1])
+        estimator.validation_agreement_ = None
         wn = np.full(data.n_samples, 1.0 / data.n_samples)
         if data.weight is not None:
             wn = data.weight / data.weight.sum()
