@@ -118,6 +118,9 @@ def plot_bt_vs_clf(df: pd.DataFrame, out_dir: Path) -> list[Path]:
                     label=est,
                 )
             ax.set_xscale("log")
+            ticks = sorted(grp[col].unique())
+            ax.set_xticks(ticks, [f"{t:g}" if kind == "quality" else f"{int(t):,}" for t in ticks])
+            ax.minorticks_off()
             ax.set_xlabel("beta (annotator quality)" if kind == "quality" else "annotations n")
             ax.set_title(
                 f"same-prompt, n={n0:,}" if kind == "quality" else f"same-prompt, beta={beta0:g}"
