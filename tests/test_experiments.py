@@ -254,3 +254,16 @@ def test_report_ignores_rows_of_a_superseded_config(tmp_path):
     (tmp_path / "config-old.yaml").write_text(yaml.safe_dump(doc))
     text = write_report(tmp_path, plots=False).read_text()
     assert "1 stored rows of `old` belong to a superseded config" in text
+
+
+def test_bt_vs_clf_small_profile_covers_the_issue_grid():
+    cfg = load_config("bt-vs-clf", profile="small")
+    values = {k: {s[k] for s in cfg.settings} for k in ("beta", "n", "pairing", "candidates")}
+    assert values["beta"] == {0.5, 1, 3, 10} and values["n"] == {5000, 10000, 20000, 40000}
+    assert values["pairing"] == {"same_prompt", "cross_prompt"}
+    assert values["candidates"] == {"random", "similar", "diversified"}
+    assert {s["estimator"] for s in cfg.settings} == {"bt_mlp", "clf_mlp", "clf_lgb"}
+    assert cfg.fixed["train_candidates"] == 10 and cfg.fixed["test_candidates"] >= 50
+    for name in ("small", None):
+        lgb = load_config("bt-vs-clf", profile=name).estimators["clf_lgb"]
+        assert lgb["params"]["n_jobs"] == 1  # LightGBM threads oversubscribe joblib workers
