@@ -207,3 +207,49 @@ def test_errors_are_one_line(capsys, tmp_path, st_dir, fitted):
     assert code == 2 and "no encoder.json" in err
     with pytest.raises(ValueError):
         main(["--debug", "fit", str(bad), "--encoder", st_dir, "--out", str(tmp_path / "m")])
+
+
+def test_fit_feature_directory_streams_and_matches_in_memory(tmp_path):
+    import signrm
+    from signrm.cli import main as cli_main
+    from signrm.metrics import angular_error
+
+    rng = np.random.default_rng(0)
+    n, d = 4000, 6
+    xa = rng.standard_normal((n, d)).astype(np.float32)
+    xb = rng.standard_normal((n, d)).astype(np.float32)
+    theta = rng.standard_normal(d)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(xa - xb) @ theta))).astype(float)
+    folder = tmp_path / "feats"
+    folder.mkdir()
+    for name, arr in (("xa", xa), ("xb", xb), ("y", y)):
+        np.save(folder / f"{name}.npy", arr)
+    assert cli_main(["fit", str(folder), "--estimator", "sign", "--no-progress",
+                     "--out", str(tmp_path / "m")]) == 0  # fmt: skip
+    streamed = signrm.load(tmp_path / "m")
+    in_memory = signrm.SignEstimator().fit(signrm.PreferenceData.from_arrays(xa, xb, y))
+    assert angular_error(streamed.coef_, in_memory.coef_) < 1.0
+    assert cli_main(["fit", str(folder), "--estimator", "bt", "--head", "mlp",
+                     "--out", str(tmp_path / "m2")]) == 2  # fmt: skip
+
+
+@pytest.mark.slow
+def test_fit_feature_directory_on_two_processes(tmp_path):
+    import signrm
+    from signrm.cli import main as cli_main
+    from signrm.metrics import angular_error
+
+    rng = np.random.default_rng(1)
+    n, d = 3000, 5
+    xa = rng.standard_normal((n, d)).astype(np.float32)
+    xb = rng.standard_normal((n, d)).astype(np.float32)
+    theta = rng.standard_normal(d)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(xa - xb) @ theta))).astype(float)
+    folder = tmp_path / "feats"
+    folder.mkdir()
+    for name, arr in (("xa", xa), ("xb", xb), ("y", y)):
+        np.save(folder / f"{name}.npy", arr)
+    assert cli_main(["fit", str(folder), "--estimator", "bt", "--nproc", "2", "--no-progress",
+                     "--out", str(tmp_path / "m")]) == 0  # fmt: skip
+    model = signrm.load(tmp_path / "m")
+    assert angular_error(model.coef_, theta) < 10

@@ -103,7 +103,11 @@ def register(subparsers) -> None:
             "estimator on a training split, print held-out order consistency, save the model."
         ),
     )
-    p.add_argument("prefs", help="preference file (.jsonl, .csv, .parquet)")
+    p.add_argument(
+        "prefs",
+        help="text preference file (.jsonl, .csv, .parquet), or a feature directory streamed out "
+        "of core (Parquet shards, or xa.npy + xb.npy + y.npy)",
+    )
     p.add_argument("--estimator", default="sign", choices=ESTIMATORS)
     p.add_argument(
         "--encoder",
@@ -136,10 +140,81 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="random", choices=("random", "user", "prompt"))
     p.add_argument("--test-size", type=float, default=0.2, help="held-out share (0 = no test)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train torch heads on N processes (torchrun, DistributedDataParallel; gloo on CPU)",
+    )
     p.add_argument("--on-invalid", default="error", choices=("error", "drop"))
     p.add_argument("--on-duplicate", default="warn", choices=("warn", "error", "drop"))
     add_runtime_args(p)
     p.set_defaults(func=run)
+
+
+_DISTRIBUTED = {"sign": "sign", "bt": "bt", "thurstone": "thurstone", "clf-mlp": "clf"}
+
+
+def fit_distributed_cli(estimator, train, args: argparse.Namespace):
+    """Train ``estimator``'s settings on ``train`` with ``args.nproc`` torchrun processes.
+
+    The training split is written once to a temporary Parquet file that every process reads;
+    rank 0 saves the model, which is loaded back here.
+    """
+    import tempfile
+
+    import signrm
+    from signrm.train import launch
+
+    if args.estimator not in _DISTRIBUTED:
+        raise UserError(
+            f"--nproc trains torch heads: use --estimator {', '.join(_DISTRIBUTED)} "
+            f"(not {args.estimator})"
+        )
+    head = "mlp" if args.estimator == "clf-mlp" else args.head
+    with tempfile.TemporaryDirectory(prefix="signrm-ddp-") as tmp:
+        data_path = Path(tmp) / "train.parquet"
+        train.write(data_path)
+        argv = ["--data", str(data_path), "--out", str(Path(tmp) / "model"),
+                "--estimator", _DISTRIBUTED[args.estimator], "--head", head,
+                "--seed", str(args.seed)]  # fmt: skip
+        if args.no_progress:
+            argv.append("--quiet")
+        say(f"training on {args.nproc} processes (torchrun, DistributedDataParallel)")
+        code = launch(args.nproc, argv)
+        if code != 0:
+            raise UserError(f"distributed training failed (exit code {code}); see the log above")
+        return signrm.load(Path(tmp) / "model")
+
+
+def run_streaming(args: argparse.Namespace, out: Path) -> int:
+    """Fit a linear BT/Thurstone/sign model on a feature directory, out of core."""
+    from signrm.streaming import open_source
+
+    streaming = args.nproc == 1
+    if streaming and (args.estimator not in ("sign", "bt", "thurstone") or args.head != "linear"):
+        raise UserError(
+            f"{args.prefs} is a feature directory: streaming fits take --estimator sign, bt or "
+            "thurstone with --head linear (MLP heads: add --nproc N, which loads it in memory)"
+        )
+    estimator = make_estimator(args.estimator, args.head, args.seed, args.n_classes)
+    if not streaming:
+        from signrm.train import _load_data
+
+        estimator = fit_distributed_cli(estimator, _load_data(args.prefs), args)
+    else:
+        estimator.verbose = not args.no_progress
+        source = open_source(args.prefs)
+        t0 = time.perf_counter()
+        estimator.fit(source)
+        say(f"fitted out of core in {time.perf_counter() - t0:.1f} s")
+    how = "streamed" if streaming else f"{args.nproc} processes"
+    print(f"estimator          {args.estimator} (head {args.head}, {how}, from {args.prefs})")
+    if getattr(estimator, "agreement_", None) is not None:
+        print(f"train agreement    {estimator.agreement_:.4f}  (mean s sign(margin))")
+    estimator.save(out)
+    print(f"saved              {out}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out} exists and is not empty; pass --force to replace it")
     if not 0.0 <= args.test_size < 1.0:
         raise UserError(f"--test-size must be in [0, 1), got {args.test_size}")
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+    if Path(args.prefs).is_dir():
+        return run_streaming(args, out)
     estimator = make_estimator(args.estimator, args.head, args.seed, args.n_classes)
 
     with warnings_as_lines():
@@ -180,7 +259,10 @@ def run(args: argparse.Namespace) -> int:
         train, test = data, None
     t0 = time.perf_counter()
     with warnings_as_lines():
-        estimator.fit(train)
+        if args.nproc > 1:
+            estimator = fit_distributed_cli(estimator, train, args)
+        else:
+            estimator.fit(train)
     fit_s = time.perf_counter() - t0
     train_oc = float(estimator.score(train))
     summary = {
