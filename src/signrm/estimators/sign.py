@@ -219,7 +219,8 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         """BT warm start, then annealing from each start; keeps the best exact agreement."""
         wn = np.full(len(y), 1.0 / len(y)) if w is None else w / w.sum()
         s = 2.0 * y - 1.0
-        theta_bt, _ = fit_bt_linear(D, y, w, l2=self.bt_l2)
+        # Only a starting point: solved to scikit-learn's default tolerance, not polished.
+        theta_bt, _ = fit_bt_linear(D, y, w, l2=self.bt_l2, tol=1e-4)
         if not np.any(theta_bt):
             theta_bt = D.T @ (wn * s)  # all-zero BT fit: start from the mean signed difference
         rng = np.random.default_rng(self.random_state)
