@@ -51,13 +51,15 @@ def make_data(n: int, d: int, seed: int = 0):
     return data, pop.mean_utility()
 
 
-def _estimator(name: str):
+def _estimator(name: str, n: int):
     import signrm
     from sklearn.linear_model import LogisticRegression
 
     return {
+        # The same penalised objective as BradleyTerry(l2=1e-4): sklearn minimises
+        # C * sum(loss) + |w|^2 / 2, i.e. mean(loss) + |w|^2 / (2 C n).
         "sklearn LogisticRegression (reference)": lambda: LogisticRegression(
-            C=1e4, fit_intercept=False, max_iter=1000
+            C=1.0 / (1e-4 * n), fit_intercept=False, max_iter=1000
         ),
         "BT linear": lambda: signrm.BradleyTerry(),
         "Thurstone linear": lambda: signrm.BradleyTerry(link="probit"),
@@ -77,7 +79,7 @@ def _child(name: str, n: int, d: int, queue) -> None:
     from signrm.metrics import angular_error
 
     data, theta_bar = make_data(n, d)
-    est = _estimator(name)
+    est = _estimator(name, n)
     X = data.differences if name.startswith("sklearn") else None
     if X is not None:
         X = np.ascontiguousarray(X, dtype=np.float64)  # sklearn works in float64

@@ -39,7 +39,8 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
     hidden_sizes, learning_rate, batch_size, max_epochs, patience, validation_fraction,
     weight_decay : MLP-head training settings.
     max_iter, tol : L-BFGS settings of the linear head (tol: projected-gradient tolerance on
-        the mean loss; scikit-learn's LogisticRegression uses 1e-4).
+        the mean loss; 1e-4 as scikit-learn's LogisticRegression, lower it for a polished
+        optimum).
     random_state : int or None
     verbose : bool
         Progress bar for MLP training.
@@ -62,7 +63,7 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
         validation_fraction: float = 0.2,
         weight_decay: float = 0.0,
         max_iter: int = 500,
-        tol: float = 1e-5,
+        tol: float = 1e-4,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
