@@ -52,8 +52,9 @@ def make_data(n: int, d: int, seed: int = 0):
 
 
 def _estimator(name: str, n: int):
-    import signrm
     from sklearn.linear_model import LogisticRegression
+
+    import signrm
 
     return {
         # The same penalised objective as BradleyTerry(l2=1e-4): sklearn minimises
@@ -64,6 +65,7 @@ def _estimator(name: str, n: int):
         "BT linear": lambda: signrm.BradleyTerry(),
         "Thurstone linear": lambda: signrm.BradleyTerry(link="probit"),
         "Sign linear": lambda: signrm.SignEstimator(),
+        "Sign linear, select_stage='cv'": lambda: signrm.SignEstimator(select_stage="cv"),
         "EM K=3": lambda: signrm.LatentClassBT(n_classes=3, n_init=1, random_state=0),
         "CLF-LGB": lambda: signrm.ClassificationRM(backend="lightgbm", random_state=0),
         "BT-MLP": lambda: signrm.BradleyTerry(head="mlp", random_state=0),
@@ -118,11 +120,20 @@ def run(name: str, n: int, d: int) -> dict:
     )
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=43_834)
     ap.add_argument("--d", type=int, nargs="+", default=[384, 2880])
     ap.add_argument("--skip-mlp", action="store_true")
+    ap.add_argument(
+        "--mlp-max-d", type=int, default=384, help="run the MLP heads only up to this d"
+    )
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     names = [
@@ -130,15 +141,15 @@ def main() -> None:
         "BT linear",
         "Thurstone linear",
         "Sign linear",
+        "Sign linear, select_stage='cv'",
         "EM K=3",
         "CLF-LGB",
     ]
-    if not args.skip_mlp:
-        names += ["BT-MLP", "Sign-MLP", "CLF-MLP"]
+    mlp_names = [] if args.skip_mlp else ["BT-MLP", "Sign-MLP", "CLF-MLP"]
     rows = []
     for d in args.d:
         ref = None
-        for name in names:
+        for name in names + (mlp_names if d <= args.mlp_max_d else []):
             row = run(name, args.n, d)
             if name.startswith("sklearn"):
                 ref = row["seconds"]
@@ -156,9 +167,10 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": mp.cpu_count(),
+        "load_avg_at_end": list(__import__("os").getloadavg()),
         "n": args.n,
     }
-    (out / "bench_fit.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    _write_atomic(out / "bench_fit.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         "| estimator | d | seconds | x LogisticRegression | peak RSS (MB) | angle to theta_bar (deg) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -168,7 +180,7 @@ def main() -> None:
             f"| {r['estimator']} | {r['d']} | {r['seconds']:.2f} | {r['x_reference']:.2f} | "
             f"{r.get('peak_rss_mb', float('nan')):.0f} | {r.get('angular_error_deg', float('nan')):.1f} |"
         )
-    (out / "bench_fit.md").write_text("\n".join(lines) + "\n")
+    _write_atomic(out / "bench_fit.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

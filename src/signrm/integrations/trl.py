@@ -18,7 +18,7 @@ drops unknown columns by default) and the trainer logs per-annotator accuracy
 (``annotator_accuracy/<id>`` for the first ``max_logged_annotators`` ids, plus the macro mean and
 the minimum over annotators). A ``weight`` column (>= 0) weights each comparison in every loss.
 
-Example (a real model; see docs/text.md)::
+Example (a real model; see the README)::
 
     from signrm.integrations.trl import SignRewardConfig, SignRewardTrainer
     args = SignRewardConfig(output_dir="rm-sign", loss_type="sign", per_device_train_batch_size=8)
