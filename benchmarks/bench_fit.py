@@ -66,7 +66,7 @@ def _estimator(name: str, n: int):
         "Thurstone linear": lambda: signrm.BradleyTerry(link="probit"),
         "Sign linear": lambda: signrm.SignEstimator(),
         "Sign linear, select_stage='cv'": lambda: signrm.SignEstimator(select_stage="cv"),
-        "EM K=3": lambda: signrm.LatentClassBT(n_classes=3, n_init=1, random_state=0),
+        "EM K=3, n_init=1": lambda: signrm.LatentClassBT(n_classes=3, n_init=1, random_state=0),
         "CLF-LGB": lambda: signrm.ClassificationRM(backend="lightgbm", random_state=0),
         "BT-MLP": lambda: signrm.BradleyTerry(head="mlp", random_state=0),
         "Sign-MLP": lambda: signrm.SignEstimator(head="mlp", random_state=0),
@@ -142,7 +142,7 @@ def main() -> None:
         "Thurstone linear",
         "Sign linear",
         "Sign linear, select_stage='cv'",
-        "EM K=3",
+        "EM K=3, n_init=1",
         "CLF-LGB",
     ]
     mlp_names = [] if args.skip_mlp else ["BT-MLP", "Sign-MLP", "CLF-MLP"]

@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+import signrm
+
+_DEFAULT_SIGN_MAX_ITER = signrm.SignEstimator().max_iter
+
 
 def _hwm_mb() -> float:
     with open("/proc/self/status") as fh:
@@ -191,7 +195,7 @@ def main() -> None:
             f"{r['comparisons_per_second']:,.0f} | {r['peak_rss_mb_ru_maxrss']:.0f} | "
             + (
                 f"L-BFGS capped at {r['max_iter_per_stage']} iterations per stage |"
-                if r.get("max_iter_per_stage") not in (None, 200)
+                if r.get("max_iter_per_stage") not in (None, _DEFAULT_SIGN_MAX_ITER)
                 else "defaults |"
             )
         )

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import special
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score
 
@@ -212,3 +213,68 @@ def test_sign_cv_stage_selection():
     assert angular_error(est.coef_, theta_bar) < 8
     with pytest.raises(ValueError, match="select_stage must be"):
         signrm.SignEstimator(select_stage="validation").fit(data)
+
+
+def test_sign_estimator_says_why_there_is_no_starting_point():
+    y = np.array([1.0, 0.0, 1.0, 0.5, 1.0])
+    flat = signrm.PreferenceData.from_differences(np.zeros((5, 3)), y)
+    with pytest.raises(ValueError, match="every non-tie comparison .* zero feature difference"):
+        signrm.SignEstimator().fit(flat)
+    # the same difference answered both ways: BT fit and mean signed difference are both zero
+    balanced = signrm.PreferenceData.from_differences(np.ones((4, 2)), [1.0, 0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="both zero"):
+        signrm.SignEstimator().fit(balanced)
+
+
+def test_probit_mlp_uses_the_margin():
+    data, feats, _ = item_bt(6, n=1500)
+    margin = np.full(data.n_samples, 2.0)
+    with_margin = signrm.PreferenceData.from_arrays(data.xa, data.xb, data.y, margin=margin)
+
+    def fit(d, use_margin=True):
+        est = signrm.BradleyTerry(
+            head="mlp",
+            link="probit",
+            use_margin=use_margin,
+            hidden_sizes=(8,),
+            max_epochs=3,
+            random_state=0,
+        )
+        return est.fit(d).reward(feats)
+
+    plain = fit(data)
+    np.testing.assert_array_equal(fit(with_margin, use_margin=False), plain)
+    shifted = fit(with_margin)
+    assert np.abs(shifted - plain).max() > 1e-3
+    # the same in the distributed trainer (one process, no torchrun)
+    from signrm.train import fit_distributed
+
+    def fit_ddp(d):
+        est = signrm.BradleyTerry(
+            head="mlp", link="probit", hidden_sizes=(8,), max_epochs=2, random_state=0
+        )
+        return fit_distributed(est, d).reward(feats)
+
+    assert np.abs(fit_ddp(with_margin) - fit_ddp(data)).max() > 1e-3
+
+
+@pytest.mark.parametrize("param", ["max_iter", "n_init", "n_classes"])
+def test_latent_class_validates_counts(param):
+    data, _, _ = planted_classes(0, n_users=10, per_user=5)
+    with pytest.raises(ValueError, match=f"{param} must be >= 1, got 0"):
+        signrm.LatentClassBT(**{param: 0}).fit(data)
+
+
+def test_latent_class_predict_is_population_ordering_proba_is_mixture():
+    data, _, _ = planted_classes(2, n_users=60, per_user=20)
+    em = signrm.LatentClassBT(2, n_init=1, random_state=0).fit(data)
+    D = data.differences
+    np.testing.assert_array_equal(em.predict(data), (D @ em.coef_ > 0).astype(int))
+    mixture = special.expit(D @ em.coefs_.T) @ em.weights_
+    np.testing.assert_allclose(em.predict_proba(data), mixture)
+
+
+def test_classification_rm_message_on_differences_suggests_a_linear_model():
+    data, _ = homogeneous_bt(0, n=50)
+    with pytest.raises(ValueError, match="BradleyTerry or SignEstimator with head='linear'"):
+        signrm.ClassificationRM().fit(data)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import special
 
 from signrm import losses, metrics
 
@@ -71,3 +72,28 @@ def test_best_of_n_and_spearman():
         metrics.best_of_n(truth, truth, group, n=11)
     m, lo, hi = metrics.mean_ci([1.0, 2.0, 3.0])
     assert lo < m < hi and m == pytest.approx(2)
+
+
+def test_probit_loss_margin_matches_the_linear_solver():
+    from signrm.estimators._linear import fit_bt_linear
+
+    D = np.array([[0.5, 1.0], [-1.0, 0.2], [2.0, -0.3], [0.3, 0.4], [-0.7, -1.1]])
+    y = np.array([1.0, 0.0, 0.5, 1.0, 0.0])
+    w = np.array([1.0, 2.0, 1.0, 0.5, 1.0])
+    off = np.array([0.7, 0.4, 1.0, -0.2, 0.3])
+    l2 = 0.1
+    theta, info = fit_bt_linear(D, y, w, l2=l2, link="probit", margin_offset=off, tol=1e-10)
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    loss = losses.probit_loss(t(D @ theta), t(y), t(w), margin_offset=t(off))
+    assert float(loss) + 0.5 * l2 * theta @ theta == pytest.approx(info["objective"], rel=1e-12)
+    # per row: the solver's loss on m - s offset
+    s = 2 * y - 1
+    per_row = -(
+        y * special.log_ndtr(D @ theta - s * off) + (1 - y) * special.log_ndtr(s * off - D @ theta)
+    )
+    for i in range(len(y)):
+        row = losses.probit_loss(
+            t(D[i : i + 1] @ theta), t(y[i : i + 1]), margin_offset=t(off[i : i + 1])
+        )
+        assert float(row) == pytest.approx(per_row[i], rel=1e-12)
+    assert float(losses.probit_loss(t(D @ theta), t(y), t(w))) != pytest.approx(float(loss))

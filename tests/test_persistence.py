@@ -62,3 +62,38 @@ def test_no_pickle_and_clear_errors(tmp_path):
     (tmp_path / "bad" / "model.json").write_text("{oops")
     with pytest.raises(ValueError, match="corrupt model file"):
         signrm.load(tmp_path / "bad")
+
+
+def test_sign_estimator_keeps_stage_selection(tmp_path):
+    from tests._sim import symmetric_heterogeneity
+
+    data, _ = symmetric_heterogeneity(3, n=3000, d=4)
+    cv = signrm.SignEstimator(select_stage="cv", cv_folds=2).fit(data)
+    back = signrm.load(cv.save(tmp_path / "cv"))
+    assert back.selected_lambda_ == cv.selected_lambda_
+    assert back.validation_agreement_ == cv.validation_agreement_
+    assert len(back.validation_agreement_) == 5
+    last = signrm.SignEstimator().fit(data)
+    back = signrm.load(last.save(tmp_path / "last"))
+    assert back.selected_lambda_ == last.selected_lambda_ == 15.0
+    assert back.validation_agreement_ is None
+
+
+@pytest.mark.parametrize(
+    "est",
+    [
+        signrm.BradleyTerry(head="mlp", hidden_sizes=[8, 4], max_epochs=1, random_state=0),
+        signrm.SignEstimator(lambdas=[1.0, 4.0, 9.0], hidden_sizes=[8]),
+        signrm.ClassificationRM(hidden_sizes=[8], max_epochs=1, random_state=0),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_list_params_come_back_as_lists(tmp_path, est):
+    data, feats, _ = item_bt(0, n=400)
+    est.fit(data)
+    back = signrm.load(est.save(tmp_path / "model"))
+    assert back.get_params() == est.get_params()
+    assert {k: type(v) for k, v in back.get_params().items()} == {
+        k: type(v) for k, v in est.get_params().items()
+    }
+    np.testing.assert_array_equal(back.reward(feats), est.reward(feats))

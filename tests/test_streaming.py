@@ -164,3 +164,47 @@ def test_bad_shards_name_file_column_row(tmp_path):
 def _np(tmp_path, x):
     np.save(tmp_path / "x.npy", x)
     return tmp_path / "x.npy"
+
+
+def test_fit_takes_a_path_and_calibrates_from_disk_blocks(tmp_path, hetero, monkeypatch):
+    """A path streams; the calibration read back in many small blocks equals the in-memory one."""
+    import signrm.streaming as streaming
+
+    xa, xb, y, w = hetero
+    data = signrm.PreferenceData.from_arrays(xa, xb, y, weight=w)
+    out = _write_shards(tmp_path, xa, xb, y, w)
+    monkeypatch.setattr(streaming._MarginSpool, "block_rows", 997)  # 7 blocks, a partial last
+    mem = signrm.SignEstimator(n_stages=3).fit(data)
+    stream = signrm.SignEstimator(n_stages=3).fit(str(out))
+    assert _angle(mem.coef_, stream.coef_) < 0.05
+    for attr in ("agreement_", "zero_one_loss_", "calibration_scale_"):
+        assert getattr(stream, attr) == pytest.approx(getattr(mem, attr), rel=1e-3, abs=1e-4)
+    assert signrm.BradleyTerry().fit(out).n_passes_ > 1
+    with pytest.raises(TypeError, match="PreferenceData.read"):
+        signrm.ClassificationRM().fit(str(out))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        signrm.BradleyTerry().fit(tmp_path / "missing")
+
+
+def test_shards_must_hold_the_same_scalar_features(tmp_path):
+    rng = np.random.default_rng(2)
+    out = tmp_path / "d"
+    out.mkdir()
+    for k, d in enumerate((3, 4)):  # the second shard has one feature more
+        cols = {f"a_{j}": rng.standard_normal(20) for j in range(d)}
+        cols |= {f"b_{j}": rng.standard_normal(20) for j in range(d)}
+        cols["label"] = (rng.random(20) < 0.5).astype(float)
+        pq.write_table(pa.table(cols), out / f"part-{k}.parquet")
+    with pytest.raises(ValueError, match=r"part-1\.parquet.*a_3.*same feature columns"):
+        open_source(out)
+
+
+def test_npy_error_names_the_file_holding_the_bad_value(tmp_path):
+    rng = np.random.default_rng(3)
+    xa = rng.standard_normal((40, 3)).astype(np.float32)
+    xb = xa[::-1].copy()
+    xb[17, 2] = np.inf
+    for name, arr in (("xa", xa), ("xb", xb), ("y", (rng.random(40) < 0.5).astype(float))):
+        np.save(tmp_path / f"{name}.npy", arr)
+    with pytest.raises(ValueError, match=r"xb\.npy: NaN or inf in the xb features, row\(s\) 17"):
+        signrm.BradleyTerry().fit(open_source(tmp_path, chunk_rows=16))

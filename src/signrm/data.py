@@ -46,6 +46,10 @@ def _as_features(values: Any, name: str) -> np.ndarray:
         arr = arr[:, None]
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected shape (n, d), got {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError(
+            f"{name}: has no feature columns (shape {arr.shape}); a reward model needs d >= 1"
+        )
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr)
@@ -97,6 +101,47 @@ def _as_ids(values: Any, n: int, name: str) -> np.ndarray | None:
     if missing.any():
         raise ValueError(f"{name}: missing id in {_rows(missing)}")
     return arr
+
+
+def _as_item_ids(values: Any, name: str) -> np.ndarray:
+    """Integer item ids (n,) as int64: floats must be whole numbers, NaN is a missing id."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected shape (n,), got {arr.shape}")
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name}: item ids must be integers, got dtype {arr.dtype}")
+    missing = np.isnan(arr)
+    if missing.any():
+        raise ValueError(f"{name}: missing item id in {_rows(missing)}")
+    bad = ~np.isfinite(arr) | (arr != np.round(arr))
+    if bad.any():
+        raise ValueError(
+            f"{name}: item ids must be integers; {_rows(bad)} hold e.g. "
+            f"{float(arr[np.flatnonzero(bad)[0]])!r}"
+        )
+    return arr.astype(np.int64)
+
+
+def _column_numbers(df, col: str, role: str) -> np.ndarray:
+    """Column ``col`` of a DataFrame as a numeric array (NaN kept for the caller to report).
+
+    A column that is not numeric raises naming the role, the column and its first rows that
+    cannot be read as numbers; a column of numbers written as text is converted.
+    """
+    import pandas as pd
+
+    values = df[col]
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        if pd.api.types.is_extension_array_dtype(values):  # nullable Int64/Float64/boolean
+            return values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values.to_numpy()
+    coerced = pd.to_numeric(values, errors="coerce")
+    bad = (coerced.isna() & values.notna()).to_numpy()
+    if bad.any() or not pd.api.types.is_numeric_dtype(coerced):
+        raise ValueError(f"{role}: column {col!r} is not numeric ({_rows(bad)})")
+    return coerced.to_numpy(dtype=np.float64)
 
 
 def _as_weights(values: Any, n: int, name: str, nonnegative: bool = True) -> np.ndarray | None:
@@ -263,25 +308,12 @@ class PreferenceData:
         ``item_features`` (n_items, d) gives each item's features; without it each item is its own
         one-hot feature (classic Bradley–Terry over items, ``n_items`` defaults to max id + 1).
         """
-        a = np.asarray(a_idx)
-        b = np.asarray(b_idx)
-        for name, arr in (("a_idx", a), ("b_idx", b)):
-            if arr.ndim != 1:
-                raise ValueError(f"{name}: expected shape (n,), got {arr.shape}")
-            if not np.issubdtype(arr.dtype, np.integer):
-                if (
-                    np.issubdtype(arr.dtype, np.floating)
-                    and np.all(np.isfinite(arr))
-                    and np.all(arr == np.round(arr))
-                ):
-                    continue
-                raise ValueError(f"{name}: item ids must be integers, got dtype {arr.dtype}")
+        a = _as_item_ids(a_idx, "a_idx")
+        b = _as_item_ids(b_idx, "b_idx")
         if a.shape != b.shape:
             raise ValueError(f"a_idx and b_idx differ in length: {a.shape[0]} vs {b.shape[0]}")
         if a.shape[0] == 0:
             raise ValueError("no comparisons: a_idx is empty")
-        a = a.astype(np.int64)
-        b = b.astype(np.int64)
         if item_features is None:
             n_items = int(max(a.max(), b.max()) + 1) if n_items is None else int(n_items)
             feats = np.eye(n_items, dtype=np.float32)
@@ -317,7 +349,7 @@ class PreferenceData:
         w = _as_weights(weight, n, "weight")
         if w is not None:
             signed = (2 * y - 1) != 0
-            if not (w[signed] > 0).any():
+            if signed.any() and not (w[signed] > 0).any():
                 raise ValueError("weight: every non-tie comparison has zero weight")
         return cls(
             y=y,
@@ -362,11 +394,23 @@ class PreferenceData:
         df = df.set_axis(cols, axis=1)
 
         def need(names: Sequence[str], role: str) -> None:
+            names = list(names)
             missing = [c for c in names if c not in df.columns]
             if missing:
                 raise ValueError(
                     f"{role}: unknown column(s) {missing[:5]}; the table has {cols[:12]}"
                     + (" ..." if len(cols) > 12 else "")
+                )
+            twice = sorted({c for c in names if names.count(c) > 1})
+            if twice:
+                raise ValueError(
+                    f"{role}: duplicate column name(s) {twice[:5]}: each feature needs its own "
+                    "column"
+                )
+            shared = sorted({c for c in names if cols.count(c) > 1})
+            if shared:
+                raise ValueError(
+                    f"{role}: the table has several columns named {shared[:5]}; rename them"
                 )
 
         if features_a is None and features_b is None and differences is None:
@@ -395,28 +439,25 @@ class PreferenceData:
                 col = role
             if col is not None:
                 need([col], role)
-                optional[role] = df[col].to_numpy()
+                if role in ("weight", "margin"):
+                    optional[role] = _column_numbers(df, col, role)
+                else:
+                    optional[role] = df[col].to_numpy()
 
         def numeric(names: Sequence[str], role: str) -> np.ndarray:
             need(names, role)
-            block = df[list(names)]
-            nonnum = [c for c in names if not pd.api.types.is_numeric_dtype(block[c])]
-            if nonnum:
-                c = nonnum[0]
-                bad = pd.to_numeric(block[c], errors="coerce").isna().to_numpy()
-                raise ValueError(f"{role}: column {c!r} is not numeric ({_rows(bad)})")
-            arr = block.to_numpy(dtype=np.float64)
+            arr = (
+                np.column_stack([_column_numbers(df, c, role) for c in names]).astype(np.float64)
+                if len(names)
+                else np.zeros((len(df), 0))
+            )
             bad = ~np.isfinite(arr)
             if bad.any():
                 col = names[int(np.flatnonzero(bad.any(axis=0))[0])]
                 raise ValueError(f"{role}: NaN or inf in column {col!r}, {_rows(bad.any(axis=1))}")
             return arr
 
-        labels = df[label]
-        if not pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
-            bad = pd.to_numeric(labels, errors="coerce").isna().to_numpy()
-            raise ValueError(f"label: column {label!r} is not numeric in {_rows(bad)}")
-        y = labels.to_numpy(dtype=np.float64)
+        y = _column_numbers(df, label, "label").astype(np.float64)
         if np.isnan(y).any():
             raise ValueError(f"label: column {label!r} is empty in {_rows(np.isnan(y))}")
         bad = ~np.isin(y, _VALID_LABELS)
@@ -426,8 +467,9 @@ class PreferenceData:
                 f"{y[np.flatnonzero(bad)[0]]!r}"
             )
         if differences is not None:
+            names = [c[2:] if c.startswith("d_") else c for c in differences]
             data = cls.from_differences(
-                numeric(differences, "differences"), y, feature_names=list(differences), **optional
+                numeric(differences, "differences"), y, feature_names=names, **optional
             )
         else:
             names = [c[2:] if c.startswith("a_") else c for c in features_a]
@@ -442,7 +484,8 @@ class PreferenceData:
             col = col if col is not None else (attr if attr in df.columns else None)
             if col is not None:
                 need([col], attr)
-                setattr(data, attr, df[col].to_numpy().astype(np.int64))
+                ids = _as_item_ids(_column_numbers(df, col, attr), f"{attr}: column {col!r}")
+                setattr(data, attr, ids)
         return data
 
     @classmethod
@@ -506,12 +549,12 @@ class PreferenceData:
         """``2 y - 1`` in {-1, 0, 1}, shape (n,)."""
         return 2.0 * self.y - 1.0
 
-    def require_alternatives(self, who: str) -> None:
-        """Raise a clear error when only differences are known."""
+    def require_alternatives(self, who: str, hint: str = "use a linear head instead") -> None:
+        """Raise a clear error when only differences are known; ``hint`` says what to do."""
         if not self.has_alternatives:
             raise ValueError(
                 f"{who} needs each alternative's features, but these data only hold differences "
-                "phi(a) - phi(b) (from_differences); use a linear head instead"
+                f"phi(a) - phi(b) (from_differences); {hint}"
             )
 
     def require_users(self, who: str) -> np.ndarray:
@@ -562,8 +605,10 @@ class PreferenceData:
     ) -> tuple[PreferenceData, PreferenceData]:
         """Split into (train, test). ``by="user"`` or ``"prompt"`` keeps each group on one side.
 
-        ``test_size`` is the share of comparisons (for group splits, groups are added in random
-        order until the test side holds about that share).
+        ``test_size`` is the share of comparisons. Group splits shuffle the groups and put the
+        first ``k`` in the test side, with ``k`` the number whose share of comparisons is
+        closest to ``test_size`` (at least one group on each side), so large groups can make
+        the realised share differ from ``test_size``.
         """
         if not 0.0 < test_size < 1.0:
             raise ValueError(f"test_size must be in (0, 1), got {test_size}")
@@ -584,9 +629,8 @@ class PreferenceData:
         if len(uniq) < 2:
             raise ValueError(f"split(by={by!r}) needs at least 2 distinct {by} ids")
         order = rng.permutation(len(uniq))
-        cum = np.cumsum(counts[order])
-        n_groups_test = int(np.searchsorted(cum, test_size * n) + 1)
-        n_groups_test = min(max(n_groups_test, 1), len(uniq) - 1)
+        cum = np.cumsum(counts[order])[:-1]  # test sizes of k = 1 .. n_groups - 1 groups
+        n_groups_test = int(np.argmin(np.abs(cum - test_size * n))) + 1
         test_groups = np.zeros(len(uniq), dtype=bool)
         test_groups[order[:n_groups_test]] = True
         mask = test_groups[inverse]
@@ -621,7 +665,7 @@ class PreferenceData:
         if fmt == "parquet":
             return atomic_write(path, lambda p: df.to_parquet(p, index=False))
         if fmt == "jsonl":
-            return atomic_write(path, lambda p: df.to_json(p, orient="records", lines=True))
+            return atomic_write(path, lambda p: _write_jsonl(df, p))
         raise ValueError(f"{path}: unknown format {fmt!r}; use csv, parquet or jsonl")
 
 
@@ -666,6 +710,14 @@ def iter_jsonl(path: Path, error: type[Exception] = ValueError):
             if not isinstance(rec, Mapping):
                 raise error(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
             yield lineno, rec
+
+
+def _write_jsonl(df, path) -> None:
+    """DataFrame -> JSON lines with exact floats (pandas' ``to_json`` keeps 10 decimals only)."""
+    cols = [str(c) for c in df.columns]
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in zip(*(df[c].tolist() for c in df.columns)):
+            fh.write(json.dumps(dict(zip(cols, row))) + "\n")
 
 
 def _read_jsonl(path: Path):

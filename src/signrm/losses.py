@@ -59,10 +59,19 @@ def _log_ndtr(x: torch.Tensor) -> torch.Tensor:
 
 
 def probit_loss(
-    margins: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None
+    margins: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    margin_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Thurstone (probit) negative log-likelihood: ``-y log Phi(m) - (1 - y) log Phi(-m)``."""
-    values = -(y * _log_ndtr(margins) + (1.0 - y) * _log_ndtr(-margins))
+    """Thurstone (probit) negative log-likelihood: ``-y log Phi(m) - (1 - y) log Phi(-m)``.
+
+    ``margin_offset`` as in :func:`bt_loss`: the loss is taken on ``m - (2y - 1) offset``.
+    """
+    m = margins
+    if margin_offset is not None:
+        m = m - (2.0 * y - 1.0) * margin_offset
+    values = -(y * _log_ndtr(m) + (1.0 - y) * _log_ndtr(-m))
     return _weighted_mean(values, weight)
 
 

@@ -1,7 +1,8 @@
 """Save and load estimators without pickle: ``model.json`` + ``arrays.npz`` (+ extra files).
 
 Layout of a model directory:
-- ``model.json``: class name, signrm version, hyper-parameters, scalar learned attributes;
+- ``model.json``: class name, signrm version, hyper-parameters (``tuple_params`` names those
+  given as tuples, which JSON stores as lists), scalar learned attributes (None included);
 - ``arrays.npz``: learned numpy arrays (loaded with ``allow_pickle=False``);
 - optional files written by the estimator (``head.safetensors`` for torch heads,
   ``booster.txt`` for LightGBM).
@@ -46,13 +47,15 @@ def save(estimator, path: str | os.PathLike) -> Path:
     estimator._check_fitted()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    params = {k: _jsonable(v, k) for k, v in estimator.get_params(deep=False).items()}
+    given = estimator.get_params(deep=False)
+    params = {k: _jsonable(v, k) for k, v in given.items()}
+    tuple_params = sorted(k for k, v in given.items() if isinstance(v, tuple))
     arrays: dict[str, np.ndarray] = {}
     scalars: dict[str, Any] = {}
     for name in estimator._state_attributes():
-        value = getattr(estimator, name, None)
-        if value is None:
+        if not hasattr(estimator, name):
             continue
+        value = getattr(estimator, name)
         if isinstance(value, np.ndarray):
             if value.dtype == object:
                 value = value.astype(str)
@@ -65,6 +68,7 @@ def save(estimator, path: str | os.PathLike) -> Path:
         "signrm_version": __version__,
         "class": type(estimator).__name__,
         "params": params,
+        "tuple_params": tuple_params,
         "attributes": scalars,
         "arrays": sorted(arrays),
         "metadata": _jsonable(getattr(estimator, "metadata_", None) or {}, "metadata_"),
@@ -106,8 +110,11 @@ def load(path: str | os.PathLike):
     if cls is None:
         raise ValueError(f"{meta_path}: unknown estimator class {meta['class']!r}")
     params = meta["params"]
-    for key, value in params.items():  # JSON turns tuples into lists
-        if isinstance(value, list):
+    # JSON turns tuples into lists: restore the tuples (every list, for files that predate
+    # ``tuple_params``), so that ``get_params()`` equals the saved estimator's.
+    tuples = meta.get("tuple_params")
+    for key, value in params.items():
+        if isinstance(value, list) and (tuples is None or key in tuples):
             params[key] = tuple(value)
     est = cls(**params)
     for key, value in meta.get("attributes", {}).items():

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -73,7 +74,12 @@ class Chunk:
     margin: np.ndarray | None = None
     start: int = 0
     where: str = ""
+    files: dict[str, str] | None = None  # column -> file, when columns come from several files
     _d: np.ndarray | None = field(default=None, repr=False)
+
+    def where_of(self, column: str) -> str:
+        """The file (and position) that the column ``xa``/``xb``/``differences`` came from."""
+        return (self.files or {}).get(column, self.where)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -164,8 +170,12 @@ class StreamingSource:
 
 
 def is_streaming_source(obj) -> bool:
-    """True for a :class:`StreamingSource` (used by the estimators' ``fit`` to delegate here)."""
-    return isinstance(obj, StreamingSource)
+    """True for a :class:`StreamingSource` or a path (``str``/``os.PathLike``) to open as one.
+
+    The linear estimators' ``fit`` delegates these to :func:`fit_streaming`, so
+    ``BradleyTerry().fit("shards/")`` streams the directory.
+    """
+    return isinstance(obj, (StreamingSource, str, os.PathLike))
 
 
 def _prefetch(it: Iterator[Chunk], depth: int = 1) -> Iterator[Chunk]:
@@ -218,7 +228,7 @@ def _validate_chunk(c: Chunk) -> None:
         bad = ~np.isfinite(x)
         if bad.any():
             raise ValueError(
-                f"{where}: NaN or inf in the {name} features, {_first_rows(bad.any(1), row0)} "
+                f"{c.where_of(name)}: NaN or inf in the {name} features, {_first_rows(bad.any(1), row0)} "
                 "(0-based rows of the whole source)"
             )
     bad = ~np.isin(c.y, _VALID_LABELS)
@@ -351,6 +361,7 @@ class ParquetShards(StreamingSource):
         cols = list(schema.names)
         if (features_a is None) != (features_b is None):
             raise ValueError("features_a and features_b go together")
+        explicit_columns = features_a is not None or differences is not None
         if features_a is None and differences is None:
             if "xa" in cols and "xb" in cols:
                 features_a, features_b = "xa", "xb"
@@ -383,11 +394,24 @@ class ParquetShards(StreamingSource):
             needed += [f] if isinstance(f, str) else list(f)
         needed += [c for c in (self.weight, self.margin) if c is not None]
         self._columns = needed
+        auto_scalar = [p for p in ("a_", "b_", "d_") if any(c.startswith(p) for c in needed)]
         for f, (sch, _) in zip(self.files, meta):
             missing = [c for c in needed if c not in sch.names]
             if missing:
                 raise ValueError(
                     f"{f}: missing column(s) {missing[:5]}; the file has {list(sch.names)[:12]}"
+                )
+            # Scalar feature columns found by prefix: a shard with more of them than the first
+            # would otherwise be read with its extra features silently left out.
+            extra = [
+                c
+                for c in sch.names
+                if c not in needed and any(c.startswith(p) for p in auto_scalar)
+            ]
+            if extra and f != self.files[0] and not explicit_columns:
+                raise ValueError(
+                    f"{f}: feature column(s) {extra[:5]} are not in {self.files[0].name}; "
+                    "all shards must hold the same feature columns"
                 )
         # number of features
         first = feats[0]
@@ -579,6 +603,8 @@ class NpyPair(StreamingSource):
                 else:
                     chunk = Chunk(y, diff=a, weight=w)
                 chunk.start, chunk.where = start, str(self._a.path)
+                if fb is not None:
+                    chunk.files = {"xa": str(self._a.path), "xb": str(self._b.path)}
                 yield chunk
         finally:
             fa.close()
@@ -800,15 +826,44 @@ def _fit_sign_stages(passes, st, theta0, lambdas, max_iter, tol):
     return theta, stages
 
 
-def _collect_margins(passes, theta, label):
-    """Margins, labels and raw weights of every comparison: 24 bytes per row (for calibration)."""
-    ms, ys, ws = [], [], []
-    for c in passes.chunks(label):
-        D = c.differences
-        ms.append((D @ theta.astype(D.dtype)).astype(np.float64))
-        ys.append(c.y)
-        ws.append(np.ones(len(c)) if c.weight is None else c.weight)
-    return np.concatenate(ms), np.concatenate(ys), np.concatenate(ws)
+class _MarginSpool:
+    """The final margins, labels and normalised weights of every comparison, on disk.
+
+    Written in one pass (24 bytes per comparison in a temporary file), read back in blocks, so
+    the calibration's memory is one block, not n. Also accumulates the exact agreement, the
+    weight of the non-tie comparisons and the margins' standard deviation (Chan's pairwise
+    update, the population std that ``np.std`` gives in memory).
+    """
+
+    block_rows = 1 << 16
+
+    def __init__(self, passes, st, theta, label, directory: str) -> None:
+        self.path = Path(directory) / "margins.f8"
+        self.agreement = self.nontie = 0.0
+        count, mean, m2 = 0, 0.0, 0.0
+        with open(self.path, "wb") as fh:
+            for c in passes.chunks(label):
+                D = c.differences
+                m = (D @ theta.astype(D.dtype)).astype(np.float64)
+                wn = _wn(c, st)
+                s = c.signs
+                self.agreement += float(wn @ (s * np.sign(m)))
+                self.nontie += float(wn[s != 0].sum())
+                k, mu = len(m), float(m.mean())
+                delta = mu - mean
+                total = count + k
+                mean += delta * k / total
+                m2 += float(((m - mu) ** 2).sum()) + delta * delta * count * k / total
+                count = total
+                fh.write(np.column_stack([m, c.y, wn]).tobytes())
+        self.n = count
+        self.sd = float(np.sqrt(m2 / count)) if count else 0.0
+
+    def blocks(self):
+        with open(self.path, "rb") as fh:
+            for _ in range(0, self.n, self.block_rows):
+                arr = np.fromfile(fh, dtype=np.float64, count=3 * self.block_rows).reshape(-1, 3)
+                yield arr[:, 0], arr[:, 1], arr[:, 2]
 
 
 def _exact_agreement(passes, st, theta, label) -> float:
@@ -831,18 +886,21 @@ def fit_streaming(
     """Fit a linear :class:`BradleyTerry` or :class:`SignEstimator` on a streaming source.
 
     Same objective, schedule and solver as the in-memory fit (see the module docstring); memory
-    is about three chunks of features plus 24 bytes per comparison for the final calibration
-    margins. ``minibatch_epochs`` > 0 runs that many Adam epochs (mini-batches of
+    is about three chunks of features (the sign estimator's calibration margins go to a
+    temporary file, 24 bytes per comparison on disk). ``source`` may also be a path, opened with
+    :func:`open_source`. ``minibatch_epochs`` > 0 runs that many Adam epochs (mini-batches of
     ``minibatch_size`` within chunks, step ``minibatch_lr``) on the BT loss as the L-BFGS
     starting point. Sets the estimator's usual attributes plus ``n_passes_`` (full passes over
     the data) and ``fit_seconds_``; returns the estimator.
     """
     from signrm.estimators._linear import SignStageResult  # noqa: F401 (import check)
     from signrm.estimators.bradley_terry import BradleyTerry
-    from signrm.estimators.sign import SignEstimator, _fit_temperature
+    from signrm.estimators.sign import SignEstimator, temperature_from_chunks
 
     if not is_streaming_source(source):
         raise TypeError(f"expected a signrm.streaming source, got {type(source).__name__}")
+    if isinstance(source, (str, os.PathLike)):
+        source = open_source(source)
     kind = type(estimator).__name__
     if not isinstance(estimator, (BradleyTerry, SignEstimator)):
         raise ValueError(
@@ -902,8 +960,9 @@ def fit_streaming(
                 link="logit",
                 use_margin=False,
                 center_coef=0.0,
+                # The in-memory fit's settings (SignEstimator._fit_linear): a starting point only.
                 max_iter=500,
-                tol=1e-7,
+                tol=1e-4,
                 minibatch=mb,
                 label="BT warm start",
             )
@@ -937,19 +996,17 @@ def fit_streaming(
             estimator.validation_agreement_ = None
             estimator.objective_ = stages[-1].objective
             estimator.margin_scale_ = stages[-1].scale
-            margins, y, w = _collect_margins(passes, theta, "calibration")
-            wn = w / w.sum()
-            s = 2.0 * y - 1.0
-            agree = float(wn @ (s * np.sign(margins)))
-            estimator.agreement_ = agree
-            nontie = float(wn[s != 0].sum())
-            estimator.zero_one_loss_ = float((nontie - agree) / (2 * nontie))
-            estimator.calibration_scale_ = (
-                _fit_temperature(margins, y, wn)
-                if estimator.calibrate
-                else 1.0 / estimator.margin_scale_
-            )
-            del margins, y, w, wn
+            with tempfile.TemporaryDirectory(prefix="signrm-calibration-") as tmp:
+                spool = _MarginSpool(passes, st, theta, "calibration", tmp)
+                estimator.agreement_ = spool.agreement
+                estimator.zero_one_loss_ = float(
+                    (spool.nontie - spool.agreement) / (2 * spool.nontie)
+                )
+                estimator.calibration_scale_ = (
+                    temperature_from_chunks(spool.blocks, spool.sd or 1.0)
+                    if estimator.calibrate
+                    else 1.0 / estimator.margin_scale_
+                )
     finally:
         passes.close()
     estimator.head_module_ = None

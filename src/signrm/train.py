@@ -204,7 +204,7 @@ def train_pairwise_ddp(
         if kind == "bt":
             val = losses.bt_loss(m, Y[idx], w, pick(OFF, idx))
         elif kind == "probit":
-            val = losses.probit_loss(m, Y[idx], w)
+            val = losses.probit_loss(m, Y[idx], w, pick(OFF, idx))
         else:
             val = losses.sign_loss(m, Y[idx], lam, w, scale=scale.update_from(ng, s1, s2))
         scaled = val * (ctx.world * wloc / wg)
@@ -228,7 +228,7 @@ def train_pairwise_ddp(
             if kind == "agreement":
                 v = -float(losses.zero_one_agreement(m, Y[c], w))
             elif kind == "probit":
-                v = float(losses.probit_loss(m, Y[c], w))
+                v = float(losses.probit_loss(m, Y[c], w, pick(OFF, c)))
             else:
                 v = float(losses.bt_loss(m, Y[c], w, pick(OFF, c)))
             num += v * wsum

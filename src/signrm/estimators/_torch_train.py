@@ -145,7 +145,7 @@ def train_pairwise(
         if kind == "bt":
             val = losses.bt_loss(m, Y[idx], pick(W, idx), pick(OFF, idx))
         elif kind == "probit":
-            val = losses.probit_loss(m, Y[idx], pick(W, idx))
+            val = losses.probit_loss(m, Y[idx], pick(W, idx), pick(OFF, idx))
         else:
             val = losses.sign_loss(m, Y[idx], lam, pick(W, idx), scale=scale.update(m))
         if center_coef > 0:
@@ -163,7 +163,7 @@ def train_pairwise(
         if kind == "agreement":
             return -float(losses.zero_one_agreement(m, Y[va], pick(W, va)))
         if kind == "probit":
-            return float(losses.probit_loss(m, Y[va], pick(W, va)))
+            return float(losses.probit_loss(m, Y[va], pick(W, va), pick(OFF, va)))
         return float(losses.bt_loss(m, Y[va], pick(W, va), pick(OFF, va)))
 
     def run_epoch(kind, lam=None, scale=None):

@@ -29,6 +29,12 @@ class PreferenceEstimator(BaseEstimator):
 
     # -------------------------------------------------------------- helpers for subclasses
     def _check_data(self, data) -> PreferenceData:
+        if isinstance(data, (str, os.PathLike)):
+            raise TypeError(
+                f"{type(self).__name__}.fit expects a signrm.PreferenceData, got the path "
+                f"{str(data)!r}; load it with PreferenceData.read(path) (only linear BradleyTerry "
+                "and SignEstimator fit a path of Parquet shards or .npy files out of core)"
+            )
         if not isinstance(data, PreferenceData):
             raise TypeError(
                 f"{type(self).__name__}.fit expects a signrm.PreferenceData, got "
@@ -75,6 +81,12 @@ class PreferenceEstimator(BaseEstimator):
     def decision_function(self, data: PreferenceData) -> np.ndarray:
         """Margins ``r(a) - r(b)`` of each comparison, shape (n,)."""
         self._check_fitted()
+        if isinstance(data, (str, os.PathLike)):
+            raise TypeError(
+                f"{type(self).__name__}.fit expects a signrm.PreferenceData, got the path "
+                f"{str(data)!r}; load it with PreferenceData.read(path) (only linear BradleyTerry "
+                "and SignEstimator fit a path of Parquet shards or .npy files out of core)"
+            )
         if not isinstance(data, PreferenceData):
             raise TypeError(f"expected a signrm.PreferenceData, got {type(data).__name__}")
         if data.n_features != self.n_features_in_:

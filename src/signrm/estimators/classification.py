@@ -102,7 +102,11 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
     def fit(self, data: PreferenceData) -> ClassificationRM:
         """Fit on comparisons (needs each alternative's features); returns self."""
         data = self._check_data(data)
-        data.require_alternatives("ClassificationRM")
+        data.require_alternatives(
+            "ClassificationRM",
+            hint="it classifies single alternatives and has no linear head: fit "
+            "BradleyTerry or SignEstimator with head='linear' on differences instead",
+        )
         backend = self.backend
         if isinstance(backend, str) and backend not in _BUILTIN:
             raise ValueError(

@@ -25,6 +25,18 @@ def _comparison_loglik(D: np.ndarray, y: np.ndarray, thetas: np.ndarray) -> np.n
 class LatentClassBT(PreferenceEstimator):
     """Finite mixture of linear BT models over users, fitted by EM.
 
+    Two targets, two kinds of prediction (``D = phi(a) - phi(b)``):
+
+    - ``decision_function``, ``predict``, ``score`` and ``reward`` use the population utility
+      ``coef_ = sum_k pi_k theta_k``, the estimator's target: ``predict`` is 1 when the
+      population ordering puts a first, ``coef_ . D > 0``.
+    - ``predict_proba`` is the probability ``sum_k pi_k sigmoid(theta_k . D)`` that a random
+      user drawn from the fitted mixture prefers a.
+
+    The two can disagree: the mixture can give a better-than-even chance to a while the
+    population utility prefers b. So here ``predict`` is not ``predict_proba > 0.5`` (unlike the
+    other estimators); threshold ``predict_proba`` yourself for the mixture's more likely answer.
+
     Parameters
     ----------
     n_classes : int
@@ -94,6 +106,8 @@ class LatentClassBT(PreferenceEstimator):
             raise ValueError(f"n_classes must be >= 1, got {self.n_classes}")
         if int(self.n_init) < 1:
             raise ValueError(f"n_init must be >= 1, got {self.n_init}")
+        if int(self.max_iter) < 1:
+            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         data = self._check_data(data)
         users = data.require_users("LatentClassBT")
         uniq, user_idx = np.unique(users, return_inverse=True)

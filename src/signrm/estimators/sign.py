@@ -9,7 +9,7 @@ cross-entropy (Bradley–Terry/RLHF) weights annotators by their confidence and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import optimize, special
@@ -101,6 +101,8 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         "stages_",
         "bt_coef_",
         "margin_scale_",
+        "selected_lambda_",
+        "validation_agreement_",
     )
 
     def __init__(
@@ -223,6 +225,19 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         theta_bt, _ = fit_bt_linear(D, y, w, l2=self.bt_l2, tol=1e-4)
         if not np.any(theta_bt):
             theta_bt = D.T @ (wn * s)  # all-zero BT fit: start from the mean signed difference
+        if not np.any(theta_bt):
+            informative = (s != 0) & (wn > 0)
+            if not np.any(D[informative]):
+                raise ValueError(
+                    "the sign estimator has no starting point: every non-tie comparison with "
+                    "non-zero weight has a zero feature difference phi(a) - phi(b), so the "
+                    "data carry no information on the ordering"
+                )
+            raise ValueError(
+                "the sign estimator has no starting point: the Bradley-Terry fit and the "
+                "weighted mean signed difference sum_i w_i (2 y_i - 1) (phi(a_i) - phi(b_i)) "
+                "are both zero (the labels carry no signal along any feature)"
+            )
         rng = np.random.default_rng(self.random_state)
         starts = [theta_bt / np.linalg.norm(theta_bt)]
         for _ in range(int(self.n_restarts) - 1):
@@ -286,11 +301,24 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
 def _fit_temperature(margins: np.ndarray, y: np.ndarray, wn: np.ndarray) -> float:
     """Scalar ``a >= 0`` minimising the weighted cross-entropy of ``sigmoid(a m)``."""
     sd = float(np.std(margins)) or 1.0
-    t = margins / sd
+    return temperature_from_chunks(lambda: [(margins, y, wn)], sd)
+
+
+def temperature_from_chunks(
+    chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]], sd: float
+) -> float:
+    """Temperature ``a / sd`` minimising ``sum w (softplus(a m / sd) - y a m / sd)`` over a in [0, 100].
+
+    ``chunks()`` yields ``(margins, labels, normalised weights)`` blocks anew at each call, so
+    the margins need not be in memory at once (streaming fits read them back from disk).
+    """
 
     def nll(a):
-        z = a * t
-        return float(wn @ (np.logaddexp(0.0, z) - y * z))
+        total = 0.0
+        for m, y, wn in chunks():
+            z = a * (m / sd)
+            total += float(wn @ (np.logaddexp(0.0, z) - y * z))
+        return total
 
     res = optimize.minimize_scalar(nll, bounds=(0.0, 100.0), method="bounded")
     return float(res.x) / sd
