@@ -312,6 +312,11 @@ def report(rows: list[dict], meta: dict, out: Path, plot: Path | None) -> str:
         f"Commit {meta.get('commit', '?')}, started {meta.get('started', '?')}, load average "
         f"{meta.get('load_avg_start', '?')} at the start, {meta.get('load_avg_end', '?')} at the end.",
         f"Command: `{meta.get('command', '?')}`",
+        *[
+            f"Earlier run kept (--append): `{r.get('command', '?')}` (commit {r.get('commit', '?')}, "
+            f"started {r.get('started', '?')}, load {r.get('load_avg_start', '?')})"
+            for r in meta.get("earlier_runs", [])
+        ],
         "",
         "| method | n | d | seconds | peak RSS (MB) | angle to theta_bar (deg) | notes |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -437,8 +442,13 @@ def main() -> None:
     args = ap.parse_args()  # fmt: skip
     out = Path(args.out)
     rows: list[dict] = []
+    earlier_runs: list[dict] = []
     if args.append and (out / "bench_scaling.json").exists():
-        rows = json.loads((out / "bench_scaling.json").read_text())["rows"]
+        old = json.loads((out / "bench_scaling.json").read_text())
+        rows = old["rows"]
+        earlier_runs = old["meta"].get("earlier_runs", []) + [
+            {k: v for k, v in old["meta"].items() if k != "earlier_runs"}
+        ]
     meta = {
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -450,6 +460,7 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_avg_start": [round(v, 1) for v in os.getloadavg()],
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "earlier_runs": earlier_runs,  # --append: the runs whose rows are kept
     }
     for d in args.d:
         for n in args.n:
@@ -463,6 +474,7 @@ def main() -> None:
                     continue
                 reps = 1 if m in SLOW else args.repeats  # minutes per fit: one each
                 row = run_repeated(m, n, d, args.seed, args.timeout, extra, reps)
+                row.update(commit=meta["commit"], run_started=meta["started"])
                 if m == "CLF-LGB" and row.get("status") == "ok":
                     extra["rounds"] = row.get("rounds", 100)
                 rows = [r for r in rows if not (r["method"] == m and r["n"] == n and r["d"] == d)]
@@ -478,6 +490,7 @@ def main() -> None:
     for n in args.streaming:
         for m in STREAMING:
             row = run(m, n, args.d[0], args.seed, args.timeout)
+            row.update(commit=meta["commit"], run_started=meta["started"])
             rows = [
                 r for r in rows if not (r["method"] == m and r["n"] == n and r["d"] == args.d[0])
             ]
