@@ -37,6 +37,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+from scipy import special
 
 METHODS = [
     "read pass (lower bound)",
@@ -86,7 +87,7 @@ def make_data(n: int, d: int, seed: int = 0, n_users: int = 200, block: int = 10
         xa[s:e] = rng.standard_normal((e - s, d), dtype=np.float32) * c
         xb[s:e] = rng.standard_normal((e - s, d), dtype=np.float32) * c
         m = np.einsum("ij,ij->i", xa[s:e] - xb[s:e], thetas[user[s:e]])
-        y[s:e] = (rng.random(e - s) < 1.0 / (1.0 + np.exp(-m))).astype(float)
+        y[s:e] = (rng.random(e - s) < special.expit(m)).astype(float)
     return xa, xb, y, user, theta_bar
 
 
