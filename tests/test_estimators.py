@@ -278,3 +278,14 @@ def test_classification_rm_message_on_differences_suggests_a_linear_model():
     data, _ = homogeneous_bt(0, n=50)
     with pytest.raises(ValueError, match="BradleyTerry or SignEstimator with head='linear'"):
         signrm.ClassificationRM().fit(data)
+
+
+def test_nonlinear_model_on_difference_only_data_says_what_to_do():
+    rng = np.random.default_rng(5)
+    xa, xb = rng.standard_normal((300, 4)), rng.standard_normal((300, 4))
+    y = (rng.random(300) < 0.5).astype(float)
+    model = signrm.BradleyTerry(head="mlp", hidden_sizes=(8,), max_epochs=2).fit(
+        signrm.PreferenceData.from_arrays(xa, xb, y)
+    )
+    with pytest.raises(ValueError, match=r"non-linear head.*from_arrays\(xa, xb, y\)"):
+        model.decision_function(signrm.PreferenceData.from_differences(xa - xb, y))

@@ -97,7 +97,11 @@ class PreferenceEstimator(BaseEstimator):
             return self._reward(data.xa) - self._reward(data.xb)
         coef = getattr(self, "coef_", None)
         if coef is None or getattr(self, "head", "linear") != "linear":
-            data.require_alternatives(type(self).__name__ + " with a non-linear head")
+            data.require_alternatives(
+                type(self).__name__ + " with a non-linear head",
+                hint="a non-linear reward is not a function of phi(a) - phi(b): score data built "
+                "with from_arrays(xa, xb, y) or call reward(X) on each alternative's features",
+            )
         return np.asarray(
             data.differences @ np.asarray(coef, dtype=data.differences.dtype), dtype=np.float64
         )
