@@ -87,6 +87,142 @@ def test_bad_configs_name_key_and_allowed_values(over, match):
         load_config(_tiny(**over))
 
 
+@pytest.mark.parametrize(
+    "name,cls,params,match",
+    [
+        (
+            "rlhf",
+            "BradleyTerry",
+            {"head": "bogus"},
+            r"estimators\.rlhf\.params\.head='bogus' is not allowed: head must be one of",
+        ),
+        (
+            "rlhf",
+            "BradleyTerry",
+            {"head": "linear", "l2": -1},
+            r"estimators\.rlhf\.params\.l2=-1 is not allowed: l2 must be >= 0",
+        ),
+        (
+            "sign",
+            "SignEstimator",
+            {"n_stages": 3, "select_stage": "foo"},
+            r"estimators\.sign\.params\.select_stage='foo' is not allowed: select_stage must be "
+            "'last' or 'cv'",
+        ),
+        (
+            "sign",
+            "SignEstimator",
+            {"lambdas": [1, -1]},
+            r"estimators\.sign\.params\.lambdas=\[1, -1\] is not allowed: lambdas must be",
+        ),
+    ],
+)
+def test_estimator_parameter_values_are_checked_before_any_job(
+    tmp_path, monkeypatch, name, cls, params, match
+):
+    doc = _tiny(estimators={name: {"class": cls, "params": params}})
+    doc["grid"] = {"n": [300], "estimator": [name]}
+    calls = []
+    monkeypatch.setattr(runner_mod, "run_job", lambda job, threads=None: calls.append(job))
+    with pytest.raises(UserError, match=match):
+        run_experiment(doc, tmp_path / "out", progress=False)
+    assert not calls and not (tmp_path / "out").exists()
+
+
+def test_synthetic_population_is_checked_before_any_job():
+    with pytest.raises(UserError, match="n_personas=51 is odd.*even"):
+        load_config(_tiny(fixed={"dim": 4, "n_personas": 51, "population": "laplace"}))
+    assert load_config(_tiny(fixed={"n_personas": 51, "population": "skewed"})).n_jobs == 8
+    with pytest.raises(UserError, match="spread=None is not allowed; expected a positive number"):
+        load_config(_tiny(fixed={"spread": None}))
+    assert load_config(_tiny(fixed={"beta": None})).n_jobs == 8  # beta may be null
+
+
+def _bvc(**fixed) -> dict:
+    return {
+        "name": "bvc",
+        "kind": "bt_vs_clf",
+        "seeds": 1,
+        "fixed": fixed,
+        "grid": {
+            "n": [600],
+            "beta": [3],
+            "pairing": ["same_prompt"],
+            "candidates": ["random"],
+            "estimator": ["bt"],
+        },
+        "estimators": {"bt": {"class": "BradleyTerry"}},
+    }
+
+
+def test_bt_vs_clf_candidates_are_checked_against_the_pools():
+    import re
+
+    from signrm.simulate import load_twin_panel
+
+    tp = load_twin_panel()
+    largest = max(tp.candidate_pool(p).size for p in range(len(tp.prompt_texts)))
+    with pytest.raises(UserError, match=f"test_candidates=5000 .*allowed values: 2 to {largest}"):
+        load_config(_bvc(test_candidates=5000))
+    with pytest.raises(UserError, match=f"train_candidates={largest + 1} .*2 to {largest}"):
+        load_config(_bvc(train_candidates=largest + 1))
+    assert load_config(_bvc(test_candidates=largest)).n_jobs == 1
+    for key in ("train_candidates", "test_candidates"):
+        with pytest.raises(UserError, match=f"{key}=1 is not allowed; it must be >= 2"):
+            load_config(_bvc(**{key: 1}))
+    # held-out prompts can use up every large pool: the stated maximum is exact
+    tight = {"test_candidates": largest, "test_fraction": 0.9}
+    with pytest.raises(UserError, match=r"train_candidates=\d+ .*held out") as info:
+        load_config(_bvc(train_candidates=largest, **tight))
+    allowed = int(re.search(r"allowed values: 2 to (\d+)", str(info.value)).group(1))
+    assert 2 <= allowed < largest
+    assert load_config(_bvc(train_candidates=allowed, **tight)).n_jobs == 1
+    with pytest.raises(UserError, match=f"train_candidates={allowed + 1} "):
+        load_config(_bvc(train_candidates=allowed + 1, **tight))
+
+
+def test_toml_config_validates_like_its_yaml_twin(tmp_path):
+    import yaml
+
+    doc = _tiny(exclude=[{"estimator": "sign", "n": 600}], description="tiny twin")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (tmp_path / "tiny.toml").write_text(
+        """name = "tiny"
+kind = "synthetic"
+description = "tiny twin"
+seeds = 2
+exclude = [{estimator = "sign", n = 600}]
+
+[fixed]
+dim = 4
+n_personas = 50
+n_eval_pairs = 2000
+
+[grid]
+n = [300, 600]
+estimator = ["rlhf", "sign"]
+
+[estimators.rlhf]
+class = "BradleyTerry"
+params = {head = "linear"}
+
+[estimators.sign]
+class = "SignEstimator"
+params = {n_stages = 3}
+"""
+    )
+    from_yaml, from_toml = (load_config(tmp_path / f"tiny.{ext}") for ext in ("yaml", "toml"))
+    for attr in ("name", "kind", "seeds", "fixed", "settings", "estimators", "description"):
+        assert getattr(from_toml, attr) == getattr(from_yaml, attr), attr
+    assert from_toml.raw == from_yaml.raw
+    assert [j["key"] for j in from_toml.jobs()] == [j["key"] for j in from_yaml.jobs()]
+    assert from_toml.n_jobs == 6
+    (tmp_path / "bad.toml").write_text("name = \n")
+    with pytest.raises(UserError, match=r"bad\.toml: invalid TOML \(") as info:
+        load_config(tmp_path / "bad.toml")
+    assert "\n" not in str(info.value)
+
+
 def test_unknown_profile_and_missing_file():
     with pytest.raises(UserError, match="profile 'huge'.*quick"):
         load_config("sign-paper", profile="huge")
@@ -159,6 +295,25 @@ def test_sign_paper_job_on_twin_panel():
     row = run_job(cfg.jobs()[0])
     assert 0 < row["angular_error_deg"] < 90 and 0 < row["disagreement"] < 0.5
     assert 0.5 < row["label_agreement"] < 0.8
+
+
+def test_sign_paper_job_with_bottleneck_annotators():
+    # the cognitive-bottleneck choice answering for the panel's personas (used to raise TypeError)
+    cfg = load_config(
+        {
+            "name": "sp-bottleneck",
+            "kind": "sign_paper",
+            "seeds": 1,
+            "fixed": {"choice": "bottleneck", "n_eval_pairs": 5000},
+            "grid": {"n": [2000], "beta": [1, 10], "estimator": ["rlhf"]},
+            "estimators": {"rlhf": {"class": "BradleyTerry"}},
+        }
+    )
+    rows = {job["setting"]["beta"]: run_job(job) for job in cfg.jobs()}
+    for row in rows.values():
+        assert 0 < row["angular_error_deg"] < 90 and 0 < row["disagreement"] < 0.5
+    # cleaner annotators agree more with the population ordering
+    assert 0.5 < rows[1]["label_agreement"] < rows[10]["label_agreement"] < 1.0
 
 
 def test_bt_vs_clf_job_smoke():
@@ -267,3 +422,64 @@ def test_bt_vs_clf_small_profile_covers_the_issue_grid():
     for name in ("small", None):
         lgb = load_config("bt-vs-clf", profile=name).estimators["clf_lgb"]
         assert lgb["params"]["n_jobs"] == 1  # LightGBM threads oversubscribe joblib workers
+
+
+def _fake_rates() -> pd.DataFrame:
+    """Two populations of a rates experiment: BT levels off on one and converges on the other."""
+    rows = []
+    for pop, spread_dims, bt_slope in (("exp_two_point", None, 0.0), ("laplace", 2, -0.5)):
+        for n in (1000, 10000, 100000):
+            for est, slope in (("rlhf", bt_slope), ("sign", -0.4)):
+                for seed in range(3):
+                    rows.append(
+                        {
+                            "key": f"{pop}-{n}-{est}-{seed}",
+                            "experiment": "rates",
+                            "kind": "synthetic",
+                            "seed": seed,
+                            "population": pop,
+                            "spread_dims": spread_dims,
+                            "n": n,
+                            "estimator": est,
+                            "angular_error_deg": 30 * (n / 1000) ** slope * (1 + 0.01 * seed),
+                            "disagreement": 0.1,
+                            "fit_seconds": 0.1,
+                            "job_seconds": 1.0,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_rates_plot_and_report_keep_populations_apart(tmp_path):
+    from signrm.experiments.plots import plot_rates, rates_figure
+
+    df = _fake_rates()
+    fig = rates_figure(df)
+    curves = {
+        (ax.get_title(), line.get_label()): line.get_ydata()
+        for ax in fig.axes
+        for line in ax.get_lines()
+    }
+    assert len(fig.axes) == 2 and len(curves) == 4  # one panel per population, 2 estimators
+    by_label = {label: y for (title, label), y in curves.items() if "exp_two_point" in title}
+    assert set(by_label) == {"rlhf (slope 0.00)", "sign (slope -0.40)"}
+    np.testing.assert_allclose(by_label["rlhf (slope 0.00)"], 30.3)  # BT levels off there
+    lap = {label for (title, label), _ in curves.items() if "laplace" in title}
+    assert lap == {"rlhf (slope -0.50)", "sign (slope -0.40)"}
+    assert plot_rates(df, tmp_path)[0].stat().st_size > 10_000
+    # the report has one table per population, including the one whose spread_dims is null
+    text = write_report(tmp_path, df=df, plots=False).read_text()
+    assert "### population=exp_two_point, spread_dims=none" in text
+    assert "### population=laplace, spread_dims=2" in text
+
+
+def test_atomically_written_files_honour_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_report(tmp_path, df=_fake_rates(), plots=False)
+    finally:
+        os.umask(old)
+    for name in ("report.md", "summary.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

@@ -8,6 +8,7 @@ from scipy.special import expit
 
 from signrm.simulate import (
     POPULATION_KINDS,
+    Population,
     choice_probability,
     load_twin_panel,
     make_population,
@@ -86,6 +87,81 @@ def test_bottleneck_error_rates_match_seed_003(beta, lo, hi):
     p = choice_probability(delta, choice="bottleneck", beta=beta, scale=g.std())
     err = np.mean(np.where(delta > 0, 1 - p, p))
     assert lo < err < hi
+
+
+def _bottleneck_truth(pop, X, arr, beta):
+    """Per-comparison delta and P(correct) = sigmoid(beta |delta| / sd_u) of each persona."""
+    util = pop.utilities(X)
+    persona, a, b = arr["persona"], arr["item_a"], arr["item_b"]
+    delta = util[persona, a] - util[persona, b]
+    return delta, expit(beta * np.abs(delta) / util.std(axis=1)[persona])
+
+
+def test_bottleneck_with_a_population_matches_its_definition():
+    # seed 003's annotator answering for heterogeneous personas (used to raise TypeError)
+    pop = make_population("gaussian", n_personas=20, dim=4, scale_dist="lognormal", random_state=0)
+    X = np.random.default_rng(0).standard_normal((400, 4))
+    n, errors = 20000, []
+    for beta in (0.5, 1.0, 3.0, 10.0):
+        arr = simulate_arrays(pop, X, n, choice="bottleneck", beta=beta, random_state=1)
+        delta, p_correct = _bottleneck_truth(pop, X, arr, beta)
+        err = np.mean((2 * arr["y"] - 1) * np.sign(delta) < 0)
+        q = 1.0 - p_correct  # each label is wrong with probability q_i, independently
+        se = np.sqrt(np.sum(q * (1 - q))) / n
+        assert abs(err - q.mean()) < 4 * se, (beta, err, q.mean(), se)
+        errors.append(err)
+    assert all(e1 > e2 for e1, e2 in zip(errors, errors[1:])), errors  # falls as beta grows
+    assert errors[0] > 0.3 and errors[-1] < 0.1
+    data = simulate_comparisons(pop, X, 50, choice="bottleneck", beta=1, random_state=0)
+    assert len(data) == 50
+
+
+def test_bottleneck_cancels_each_personas_confidence():
+    pop = make_population("laplace", n_personas=30, dim=3, scale_dist="none", random_state=2)
+    conf = np.random.default_rng(3).lognormal(0.0, 1.5, pop.n_personas)
+    rescaled = Population(pop.thetas * conf[:, None], pop.weights)
+    X = np.random.default_rng(4).standard_normal((300, 3))
+    kw = dict(choice="bottleneck", beta=1.0, random_state=5)
+    same = simulate_arrays(pop, X, 5000, **kw)["y"], simulate_arrays(rescaled, X, 5000, **kw)["y"]
+    np.testing.assert_array_equal(*same)
+    bt = [simulate_arrays(q, X, 5000, random_state=5)["y"] for q in (pop, rescaled)]
+    assert np.mean(bt[0] != bt[1]) > 0.05  # whereas BT labels depend on confidence
+
+
+def test_bottleneck_scale_per_comparison_is_validated():
+    d = np.array([-2.0, 0.5, 1.0])
+    per = choice_probability(d, choice="bottleneck", beta=2.0, scale=np.array([1.0, 2.0, 4.0]))
+    np.testing.assert_allclose(per, [1 - expit(4.0), expit(0.5), expit(0.5)])
+    with pytest.raises(ValueError, match="scale must be finite and > 0.*1 of 3.*position 1"):
+        choice_probability(d, choice="bottleneck", beta=1, scale=np.array([1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="one value per comparison"):
+        choice_probability(d, choice="bottleneck", beta=1, scale=np.ones(2))
+    with pytest.raises(ValueError, match="scale=-1.0 is not allowed"):
+        choice_probability(d, choice="bottleneck", beta=1, scale=-1.0)
+    for beta in ("1", [1], 0, True):
+        with pytest.raises(ValueError, match="beta=.* is not allowed; expected a positive number"):
+            choice_probability(d, choice="bottleneck", beta=beta)
+    flat = Population(np.zeros((2, 3)), None)
+    with pytest.raises(ValueError, match="persona 0 has sd 0.0"):
+        simulate_arrays(flat, np.ones((5, 3)), 10, choice="bottleneck", beta=1, random_state=0)
+
+
+@pytest.mark.parametrize("kind", SYMMETRIC)
+def test_odd_personas_in_a_symmetric_family_are_refused(kind):
+    with pytest.raises(ValueError, match="n_personas=21 is odd.*even n_personas"):
+        make_population(kind, n_personas=21, dim=3, random_state=0)
+    pop = make_population(kind, n_personas=22, dim=3, scale_dist="lognormal", random_state=0)
+    # every persona has its mirror: theta_i + theta_{i+11} = 2 s_i (1, 1, 0)
+    pair_sum = pop.thetas[:11] + pop.thetas[11:]
+    np.testing.assert_allclose(pair_sum[:, 0], pair_sum[:, 1])
+    np.testing.assert_allclose(pair_sum[:, 2], 0.0, atol=1e-12)
+    assert pop.info["symmetric"] and pop.info["antithetic"]
+    assert make_population(kind, n_personas=21, dim=3, antithetic=False).n_personas == 21
+
+
+def test_odd_personas_elsewhere_are_fine():
+    for kind in ("skewed", "mixture", "homogeneous"):
+        assert make_population(kind, n_personas=21, dim=3, random_state=0).n_personas == 21
 
 
 def test_choice_models():

@@ -162,6 +162,12 @@ def _as_weights(values: Any, n: int, name: str, nonnegative: bool = True) -> np.
     return arr
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write_fn, suffix: str | None = None) -> Path:
     """Write a file atomically: ``write_fn(tmp_path)`` then ``os.replace`` onto ``path``."""
     path = Path(path)
@@ -170,6 +176,8 @@ def atomic_write(path: str | os.PathLike, write_fn, suffix: str | None = None) -
     os.close(fd)
     try:
         write_fn(tmp)
+        # mkstemp creates 0600; give the result the mode a plain open() would (0666 - umask).
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

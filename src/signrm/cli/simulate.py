@@ -7,7 +7,7 @@ CONFIG (YAML/TOML) keys, all optional but ``n``::
     n: 10000                    # number of comparisons
     pairing: cross_prompt       # cross_prompt | same_prompt | similar | diversified
     choice: bt                  # bt | thurstone | bottleneck
-    beta: null                  # bottleneck annotation quality
+    beta: null                  # bottleneck annotation quality (needed for choice: bottleneck)
     per_user: null              # comparisons per annotator
     seed: 0
     population:                 # synthetic only: make_population keywords
@@ -34,7 +34,27 @@ _KEYS = {
     "pairing": ("cross_prompt", "same_prompt", "similar", "diversified"),
     "choice": ("bt", "thurstone", "bottleneck"),
 }
-_OTHER = {"n", "beta", "per_user", "seed", "population", "n_items"}
+# Other keys -> the experiment config's type rules (signrm.experiments.config.check_value).
+_OTHER = {
+    "n": "posint",
+    "beta": "posfloat_or_null",
+    "per_user": "posint_or_null",
+    "seed": "int",
+    "population": "mapping_or_null",
+    "n_items": "posint",
+}
+
+
+def _population_rules() -> dict:
+    """``population:`` keys -> rules: those of a ``synthetic`` experiment, plus make_population's."""
+    from signrm.experiments.config import JOB_KINDS, POPULATION_KEYS
+
+    syn = JOB_KINDS["synthetic"]
+    rules = {"kind": syn["population"]}
+    for key in POPULATION_KEYS:
+        rules[key] = syn[key]
+    rules.update({"n_types": "posint", "antithetic": "bool", "name": "str"})
+    return rules
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,40 +73,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str) -> dict:
+    from signrm.experiments.config import _read
+
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"config not found: {p}")
-    if p.suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-
-        return tomllib.loads(p.read_text())
-    import yaml
-
-    doc = yaml.safe_load(p.read_text())
-    if not isinstance(doc, dict):
-        raise UserError(f"{p}: expected a mapping at the top level")
-    return doc
+    return _read(p)
 
 
-def simulate_from_config(doc: dict, seed: int | None = None, n: int | None = None):
+def validate_config(doc: dict, where: str = "config") -> None:
+    """Check every key and value of a simulation config; raises ``UserError`` naming the key."""
+    from signrm.experiments.config import check_value
+
+    unknown = set(doc) - set(_KEYS) - set(_OTHER)
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {sorted(unknown)}; allowed: "
+            f"{', '.join(sorted(set(_KEYS) | set(_OTHER)))}"
+        )
+    for key, allowed in _KEYS.items():
+        if key in doc and doc[key] not in allowed:
+            raise UserError(
+                f"{where}: {key}={doc[key]!r} is not allowed; allowed values: {', '.join(allowed)}"
+            )
+    for key, rule in _OTHER.items():
+        if key in doc:
+            check_value(where, key, doc[key], rule)
+    if doc.get("choice") == "bottleneck" and doc.get("beta") is None:
+        raise UserError(f"{where}: choice='bottleneck' needs 'beta' (e.g. 0.5, 1, 3, 10)")
+    rules = _population_rules()
+    spec = doc.get("population") or {}
+    bad = set(spec) - set(rules) - {"mean"}
+    if bad:
+        raise UserError(
+            f"{where}: population has unknown key(s) {sorted(bad)}; allowed: "
+            f"{', '.join(sorted(set(rules) | {'mean'}))}"
+        )
+    for key, value in spec.items():
+        if key in rules:
+            check_value(where, f"population.{key}", value, rules[key])
+    mean = spec.get("mean")
+    if mean is not None and not (
+        isinstance(mean, list)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean)
+    ):
+        raise UserError(
+            f"{where}: population.mean={mean!r} is not allowed; expected a list of dim numbers"
+        )
+
+
+def simulate_from_config(
+    doc: dict, seed: int | None = None, n: int | None = None, where: str = "config"
+):
     """Validate a simulation config and return ``(PreferenceData, truth dict)``."""
     import numpy as np
 
     from signrm.simulate import load_twin_panel, make_population, simulate_comparisons
 
-    unknown = set(doc) - set(_KEYS) - _OTHER
-    if unknown:
-        raise UserError(
-            f"unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(set(_KEYS) | _OTHER))}"
-        )
-    for key, allowed in _KEYS.items():
-        if key in doc and doc[key] not in allowed:
-            raise UserError(
-                f"{key}={doc[key]!r} is not allowed; allowed values: {', '.join(allowed)}"
-            )
+    validate_config(doc, where)
     n = int(n if n is not None else doc.get("n", 0))
     if n < 1:
         raise UserError("n: give a positive number of comparisons (config key 'n' or --n)")
@@ -102,8 +146,8 @@ def simulate_from_config(doc: dict, seed: int | None = None, n: int | None = Non
         kind = spec.pop("kind", "gaussian")
         try:
             pop = make_population(kind, random_state=seed, **spec)
-        except TypeError as exc:
-            raise UserError(f"population: {exc}") from None
+        except ValueError as exc:
+            raise UserError(f"{where}: population: {exc}") from None
         n_items = int(doc.get("n_items", 5000))
         rng = np.random.default_rng([seed, 1])
         X = rng.standard_normal((n_items, pop.dim)) / np.sqrt(2.0)
@@ -136,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from signrm.data import atomic_write
 
     doc = _load(args.config)
-    data, truth = simulate_from_config(doc, seed=args.seed, n=args.n)
+    data, truth = simulate_from_config(doc, seed=args.seed, n=args.n, where=args.config)
     path = data.write(args.out)
     truth_path = Path(str(path) + ".truth.json")
     atomic_write(truth_path, lambda t: Path(t).write_text(json.dumps(truth, default=str)), ".json")

@@ -24,6 +24,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,7 @@ from signrm.errors import UserError
 __all__ = [
     "ExperimentConfig",
     "load_config",
+    "check_value",
     "packaged_configs",
     "JOB_KINDS",
     "ESTIMATOR_CLASSES",
@@ -70,7 +72,7 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
         "n": "posint",
         "estimator": "estimator",
         "choice": ("bt", "thurstone", "bottleneck"),
-        "beta": "posfloat",
+        "beta": "posfloat_or_null",
         "pairing": ("cross_prompt", "same_prompt"),
         "per_user": "posint_or_null",
         "n_eval_pairs": "posint",
@@ -88,7 +90,7 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
         "n": "posint",
         "estimator": "estimator",
         "choice": ("bt", "thurstone", "bottleneck"),
-        "beta": "posfloat",
+        "beta": "posfloat_or_null",
         "n_eval_pairs": "posint",
     },
     "bt_vs_clf": {
@@ -209,13 +211,13 @@ def _read(path: Path) -> dict:
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{path}: invalid TOML ({exc})") from None
+            raise UserError(f"{path}: invalid TOML ({' '.join(str(exc).split())})") from None
     import yaml
 
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: invalid YAML ({exc})") from None
+        raise UserError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(doc, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     return doc
@@ -239,11 +241,23 @@ def _check_value(where: str, key: str, value: Any, rule: Any, estimators: dict) 
     elif rule == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
         want = "an integer"
-    elif rule == "posfloat":
-        ok = value is None or (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    elif rule in ("posfloat", "posfloat_or_null"):
+        ok = (value is None and rule == "posfloat_or_null") or (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
         )
-        want = "a positive number"
+        want = "a positive number" + (" or null" if rule == "posfloat_or_null" else "")
+    elif rule == "bool":
+        ok = isinstance(value, bool)
+        want = "true or false"
+    elif rule == "str":
+        ok = isinstance(value, str)
+        want = "a string"
+    elif rule == "mapping_or_null":
+        ok = value is None or isinstance(value, dict)
+        want = "a mapping of keys to values, or null"
     elif rule == "fraction":
         ok = isinstance(value, (int, float)) and 0 < value < 1
         want = "a number in (0, 1)"
@@ -252,6 +266,30 @@ def _check_value(where: str, key: str, value: Any, rule: Any, estimators: dict) 
         want = "one of the names under 'estimators': " + ", ".join(sorted(estimators))
     if not ok:
         raise UserError(f"{where}: {key}={value!r} is not allowed; expected {want}")
+
+
+def check_value(where: str, key: str, value: Any, rule: Any) -> None:
+    """Check one config value against a rule (a tuple of allowed values or a type-rule name such
+    as ``"posint"``, ``"posfloat_or_null"``, ``"bool"``); raises ``UserError`` naming the key."""
+    _check_value(where, key, value, rule, {})
+
+
+#: Parameter checks a signrm estimator may define; called (when present) on the configured
+#: estimator. Methods of the same name inherited from scikit-learn are not signrm's checks.
+_PARAM_CHECKS = ("_validate_params", "_schedule")
+
+
+def _param_error(cls: type, params: dict) -> str | None:
+    """The message of the estimator's own parameter check on ``cls(**params)``, or None."""
+    try:
+        est = cls(**params)
+        for hook in _PARAM_CHECKS:
+            check = getattr(cls, hook, None)
+            if callable(check) and check.__module__.startswith("signrm."):
+                getattr(est, hook)()
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def _validate_estimators(doc: dict, where: str) -> dict[str, dict]:
@@ -286,6 +324,19 @@ def _validate_estimators(doc: dict, where: str) -> dict[str, dict]:
             raise UserError(
                 f"{where}: estimators.{name}.params has unknown key(s) {sorted(unknown)}; "
                 f"{spec['class']} accepts: {', '.join(sorted(accepted))}"
+            )
+        message = _param_error(cls, params)
+        if message is not None:
+            # name the parameter whose value alone fails the estimator's check, if there is one
+            culprit = next((k for k in params if _param_error(cls, {k: params[k]})), None)
+            if culprit is None:
+                raise UserError(
+                    f"{where}: estimators.{name}.params={params!r} are not allowed together: "
+                    f"{message}"
+                )
+            raise UserError(
+                f"{where}: estimators.{name}.params.{culprit}={params[culprit]!r} is not allowed: "
+                f"{_param_error(cls, {culprit: params[culprit]})}"
             )
         out[str(name)] = {"class": spec["class"], "params": dict(params)}
     return out
@@ -365,8 +416,10 @@ def validate(doc: dict, where: str = "config") -> ExperimentConfig:
             raise UserError(f"{where}: every setting needs {missing} (in 'grid' or 'fixed')")
         if full.get("choice") == "bottleneck" and full.get("beta") is None:
             raise UserError(f"{where}: choice='bottleneck' needs 'beta' (e.g. 0.5, 1, 3, 10)")
-        if kind == "bt_vs_clf" and full["test_candidates"] < 2:
-            raise UserError(f"{where}: test_candidates must be >= 2")
+        for key in ("train_candidates", "test_candidates"):
+            if kind == "bt_vs_clf" and full[key] < 2:
+                raise UserError(f"{where}: {key}={full[key]!r} is not allowed; it must be >= 2")
+    _check_resources(kind, [{**_DEFAULTS[kind], **fixed, **s} for s in settings], where)
     return ExperimentConfig(
         name=str(doc["name"]),
         kind=kind,
@@ -377,6 +430,46 @@ def validate(doc: dict, where: str = "config") -> ExperimentConfig:
         description=str(doc.get("description", "")),
         raw=copy.deepcopy(doc),
     )
+
+
+# The synthetic population's shape parameters (make_population), shared with `signrm simulate`.
+POPULATION_KEYS = (
+    "n_personas",
+    "dim",
+    "spread",
+    "spread_dims",
+    "scale_dist",
+    "scale_sigma",
+    "scale_corr",
+)
+
+# Per kind: the parameters a data-dependent check needs (see _check_resources).
+_RESOURCE_KEYS = {
+    "bt_vs_clf": ("panel", "train_candidates", "test_candidates", "test_fraction"),
+    "synthetic": ("population", *POPULATION_KEYS, "population_seed"),
+}
+
+
+def _check_resources(kind: str, settings: list[dict], where: str) -> None:
+    """Checks that need the data: the twin panel's candidate pools (``bt_vs_clf``) and the
+    population built from each ``synthetic`` setting (e.g. an odd ``n_personas`` in a symmetric
+    family). Each distinct combination is checked once."""
+    from .jobs import check_candidates, synthetic_population
+
+    check = {"bt_vs_clf": check_candidates, "synthetic": synthetic_population}.get(kind)
+    if check is None:
+        return
+    seen = set()
+    for full in settings:
+        part = {k: full[k] for k in _RESOURCE_KEYS[kind]}
+        tag = json.dumps(part, sort_keys=True, default=str)
+        if tag in seen:
+            continue
+        seen.add(tag)
+        try:
+            check(part)
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc}") from None
 
 
 def _apply_profile(doc: dict, profile: str | None, where: str) -> dict:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["run_job", "make_estimator", "stream"]
+__all__ = ["run_job", "make_estimator", "stream", "check_candidates", "synthetic_population"]
 
 
 def stream(seed: int, *parts: Any) -> np.random.Generator:
@@ -85,14 +85,14 @@ def _job_sign_paper(setting: dict, seed: int, spec: dict) -> dict:
     return out
 
 
-def _job_synthetic(setting: dict, seed: int, spec: dict) -> dict:
-    from signrm.simulate import make_population, simulate_comparisons
+def synthetic_population(setting: dict):
+    """The population of a ``synthetic`` setting (determined by ``population_seed``)."""
+    from signrm.simulate import make_population
 
-    dim = int(setting["dim"])
-    pop = make_population(
+    return make_population(
         setting["population"],
         n_personas=int(setting["n_personas"]),
-        dim=dim,
+        dim=int(setting["dim"]),
         spread=float(setting["spread"]),
         spread_dims=setting.get("spread_dims"),
         scale_dist=setting["scale_dist"],
@@ -100,6 +100,13 @@ def _job_synthetic(setting: dict, seed: int, spec: dict) -> dict:
         scale_corr=setting["scale_corr"],
         random_state=stream(int(setting["population_seed"]), "population"),
     )
+
+
+def _job_synthetic(setting: dict, seed: int, spec: dict) -> dict:
+    from signrm.simulate import simulate_comparisons
+
+    dim = int(setting["dim"])
+    pop = synthetic_population(setting)
     n = int(setting["n"])
     # Items with phi ~ N(0, I / 2), so differences D ~ N(0, I) (METHODS.md section 2).
     n_items = max(4000, n)
@@ -120,6 +127,44 @@ def _job_synthetic(setting: dict, seed: int, spec: dict) -> dict:
     return out
 
 
+def _n_test_prompts(n_prompts: int, test_fraction: float) -> int:
+    return max(1, int(round(test_fraction * n_prompts)))
+
+
+def check_candidates(setting: dict) -> None:
+    """Check that the panel's candidate pools can supply a bt_vs_clf setting's candidates.
+
+    Held-out prompts need ``test_candidates`` candidates each (up to ``test_fraction`` of the
+    prompts, among those whose pool is large enough); at least one of the remaining prompts needs
+    ``train_candidates``. The checks pass exactly when every seed's split can supply both (the
+    worst split holds out the prompts with the largest pools). Raises ``ValueError`` naming the
+    key and its allowed maximum.
+    """
+    from signrm.simulate import load_twin_panel
+
+    panel = load_twin_panel(setting["panel"])
+    sizes = np.array([panel.candidate_pool(p).size for p in range(len(panel.prompt_texts))])
+    k_train, k_test = int(setting["train_candidates"]), int(setting["test_candidates"])
+    largest = int(sizes.max())
+    for key, k in (("test_candidates", k_test), ("train_candidates", k_train)):
+        if k > largest:
+            raise ValueError(
+                f"{key}={k} is not allowed: the largest candidate pool of panel "
+                f"{setting['panel']!r} has {largest} responses; allowed values: 2 to {largest}"
+            )
+    n_test = min(
+        _n_test_prompts(sizes.size, float(setting["test_fraction"])), int((sizes >= k_test).sum())
+    )
+    desc = np.sort(sizes)[::-1]
+    max_train = int(desc[n_test]) if n_test < desc.size else 0
+    if k_train > max_train:
+        raise ValueError(
+            f"train_candidates={k_train} is not allowed: up to {n_test} prompts are held out "
+            f"(test_candidates={k_test}, test_fraction={setting['test_fraction']}), which can leave "
+            f"no training prompt with {k_train} candidates; allowed values: 2 to {max_train}"
+        )
+
+
 def _job_bt_vs_clf(setting: dict, seed: int, spec: dict) -> dict:
     """Seed 003's protocol on the twin panel's texts with the golden reward (see docs)."""
     from signrm.data import PreferenceData
@@ -136,7 +181,7 @@ def _job_bt_vs_clf(setting: dict, seed: int, spec: dict) -> dict:
     split_rng = stream(seed, "split")
     order = split_rng.permutation(n_prompts)
     eligible_test = [p for p in order if pools[p].size >= k_test]
-    n_test = max(1, int(round(setting["test_fraction"] * n_prompts)))
+    n_test = _n_test_prompts(n_prompts, float(setting["test_fraction"]))
     test_prompts = np.array(sorted(eligible_test[:n_test]))
     train_prompts = np.array([p for p in range(n_prompts) if p not in set(test_prompts.tolist())])
     train_prompts = train_prompts[[pools[p].size >= k_train for p in train_prompts]]

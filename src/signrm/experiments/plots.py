@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from signrm.metrics import mean_ci  # noqa: E402
 
-__all__ = ["plot_error_vs_n", "plot_rates", "plot_bt_vs_clf"]
+__all__ = ["plot_error_vs_n", "plot_rates", "rates_figure", "plot_bt_vs_clf"]
 
 _ORDER = ["rlhf", "bt", "sign", "sign-cv", "em2", "em3", "em5"]
 
@@ -58,24 +59,45 @@ def plot_error_vs_n(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return [path]
 
 
-def plot_rates(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``rates_<experiment>.png``: log-log angular error against n with fitted slopes."""
-    out_dir = Path(out_dir)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for est in _ordered(df["estimator"].unique()):
-        grp = df[df["estimator"] == est]
-        means = grp.groupby("n")["angular_error_deg"].mean().sort_index()
-        ns = means.index.to_numpy(float)
-        slope, icpt = np.polyfit(np.log(ns), np.log(means.to_numpy(float)), 1)
-        ax.loglog(ns, means.to_numpy(float), "o-", label=f"{est} (slope {slope:.2f})")
-    ax.set_xlabel("comparisons n")
-    ax.set_ylabel("angular error (deg)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+def rates_figure(df: pd.DataFrame):
+    """Log-log angular error against n: one panel per setting (e.g. per population), one line
+    per estimator with its fitted slope (``rate_slopes``) in the legend. Returns the Figure."""
+    from .report import rate_groups, rate_slopes
+
+    groups = rate_groups(df)
+    colours = {e: f"C{i}" for i, e in enumerate(_ordered(df["estimator"].unique()))}
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(5.2 * len(groups), 4.5), squeeze=False, sharey=True
+    )
+    for ax, (label, grp) in zip(axes[0], groups):
+        slopes = rate_slopes(grp).set_index("estimator")["slope"]
+        for est in _ordered(grp["estimator"].unique()):
+            means = grp[grp["estimator"] == est].groupby("n")["angular_error_deg"].mean()
+            means = means.sort_index()
+            ax.loglog(
+                means.index.to_numpy(float),
+                means.to_numpy(float),
+                "o-",
+                color=colours[est],
+                label=f"{est} (slope {slopes[est]:.2f})",
+            )
+        ax.set_xlabel("comparisons n")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        if label:
+            ax.set_title("\n".join(textwrap.wrap(label, 50)), fontsize=8)
+    axes[0][0].set_ylabel("angular error (deg)")
     name = df["experiment"].iloc[0]
-    ax.set_title(f"{name}: angular error against n")
+    fig.suptitle(f"{name}: angular error against n (mean over seeds; fitted log-log slope)")
     fig.tight_layout()
-    path = out_dir / f"rates_{name}.png"
+    return fig
+
+
+def plot_rates(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """``rates_<experiment>.png``: ``rates_figure`` (one panel per setting) saved as PNG."""
+    out_dir = Path(out_dir)
+    fig = rates_figure(df)
+    path = out_dir / f"rates_{df['experiment'].iloc[0]}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]

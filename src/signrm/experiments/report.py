@@ -14,6 +14,7 @@ __all__ = [
     "summarize",
     "sign_paper_table",
     "rate_slopes",
+    "rate_groups",
     "bt_vs_clf_findings",
     "bt_vs_clf_robustness",
     "format_table",
@@ -133,7 +134,7 @@ def rate_slopes(df: pd.DataFrame, metric: str = "angular_error_deg") -> pd.DataF
                 "error_at_max_n": float(last.mean()),
                 "max_n": int(grp["n"].max()),
                 "r2": float(stats.pearsonr(ln, le).statistic ** 2)
-                if len(ln) >= 3
+                if len(ln) >= 3 and np.ptp(le) > 0
                 else float("nan"),
             }
         )
@@ -337,16 +338,37 @@ def _head_to_head(df: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def _label_value(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "none"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def rate_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Split a rates frame into its settings other than n and estimator (e.g. one population
+    each): ``[(label, rows)]``, label ``"population=laplace, spread=1"`` (``""`` for one group).
+    A setting that is null in some rows (e.g. ``spread_dims``) is a group of its own."""
+    group_cols = [
+        c
+        for c in _setting_columns(df)
+        if c not in ("n", "estimator") and df[c].nunique(dropna=False) > 1
+    ]
+    if not group_cols:
+        return [("", df)]
+    out = []
+    for k, grp in df.groupby(group_cols, dropna=False, sort=True):
+        k = k if isinstance(k, tuple) else (k,)
+        out.append((", ".join(f"{c}={_label_value(v)}" for c, v in zip(group_cols, k)), grp))
+    return out
+
+
 def _section_rates(df: pd.DataFrame, out: Path, plots: bool, name: str) -> list[str]:
     lines = [f"## {name}: angular error against n (log-log)", ""]
-    group_cols = [
-        c for c in _setting_columns(df) if c not in ("n", "estimator") and df[c].nunique() > 1
-    ]
-    groups = df.groupby(group_cols) if group_cols else [((), df)]
-    for k, grp in groups:
-        if group_cols:
-            k = k if isinstance(k, tuple) else (k,)
-            lines += [f"### {', '.join(f'{c}={v}' for c, v in zip(group_cols, k))}", ""]
+    for label, grp in rate_groups(df):
+        if label:
+            lines += [f"### {label}", ""]
         lines += [format_table(sign_paper_table(grp)), ""]
         lines += [
             "Fitted log-log slopes of the mean angular error (slope over all n with a 95 % interval "

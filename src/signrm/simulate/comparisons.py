@@ -71,7 +71,21 @@ def simulate_arrays(
             persona = annot_persona[user]
         util = population.utilities(feats)  # (P, m)
         delta = util[persona, a] - util[persona, b]
-        scale = util.std(axis=1)[persona] if choice == "bottleneck" else None
+        scale = None
+        if choice == "bottleneck":
+            # each persona's own utility sd over the m alternatives: |theta_u| cancels, so only
+            # the persona's direction matters (confidence heterogeneity has no effect)
+            sd = util.std(axis=1)
+            used = np.unique(persona)
+            flat = used[~(sd[used] > 0)]
+            if flat.size:
+                u = int(flat[0])
+                raise ValueError(
+                    f"choice='bottleneck' divides by each persona's utility sd over the "
+                    f"alternatives, but persona {u} has sd {float(sd[u])} (theta_u = 0 or constant "
+                    "utilities): use choice='bt' or 'thurstone'"
+                )
+            scale = sd[persona]
     else:
         delta = g[a] - g[b]
         scale = float(g.std()) if choice == "bottleneck" else None
@@ -112,7 +126,9 @@ def simulate_comparisons(
     With ``population=None`` one annotator answers on the ``golden`` reward instead
     (seed 003's protocol). ``golden`` (m,) is also what ``similar``/``diversified`` pairings rank by.
     For ``choice="bottleneck"`` the scale is the standard deviation of the annotator's utilities
-    over the m alternatives. ``random_state`` fully determines the result.
+    over the m alternatives (one per persona; ``golden.std()`` without a population). That sd is
+    proportional to ``|theta_u|``, so under the bottleneck a persona's confidence cancels and only
+    its direction matters. ``random_state`` fully determines the result.
 
     Returns ``PreferenceData`` with ``item_a``, ``item_b`` (rows of ``features``), ``user``
     (annotator id) and ``prompt`` (prompt id of ``a``, when ``prompt_ids`` is given).

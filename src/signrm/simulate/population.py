@@ -168,7 +168,10 @@ def make_population(
         points along ``+e_1``: the population is then no longer symmetric around ``theta_bar``).
     n_types : number of persona types for ``kind="mixture"``.
     antithetic : symmetric families only; build mirrored pairs sharing one confidence so that the
-        finite population is exactly symmetric (P must then be even).
+        finite population is exactly symmetric. ``n_personas`` must then be even: an odd P
+        raises ``ValueError`` rather than dropping the last mirror (which would break the exact
+        symmetry that ``info["symmetric"]`` promises) or silently centring one persona. Use an
+        even P, or ``antithetic=False`` (symmetric in distribution only).
     random_state : seed or Generator; fully determines the population.
     """
     _check_choice("kind", kind, POPULATION_KINDS)
@@ -186,7 +189,13 @@ def make_population(
     size = float(np.linalg.norm(mean)) or 1.0
     k = dim if spread_dims is None else int(np.clip(spread_dims, 1, dim))
     mirror = antithetic and kind in _SYMMETRIC and kind != "homogeneous"
-    m = (n_personas + 1) // 2 if mirror else n_personas
+    if mirror and n_personas % 2:
+        raise ValueError(
+            f"n_personas={n_personas} is odd, but kind={kind!r} is built from antithetic pairs "
+            f"(mean + xi, mean - xi) to be exactly symmetric: give an even n_personas "
+            f"(e.g. {n_personas + 1}) or antithetic=False"
+        )
+    m = n_personas // 2 if mirror else n_personas
 
     xi = np.zeros((m, dim))
     if kind == "gaussian":
@@ -212,7 +221,7 @@ def make_population(
         )
     # homogeneous: xi = 0
 
-    dirs = np.concatenate([mean + xi, mean - xi])[:n_personas] if mirror else mean + xi
+    dirs = np.concatenate([mean + xi, mean - xi]) if mirror else mean + xi
     if scale_corr == "correlated":
         # confident personas are those whose deviation points along +e_1
         dev = dirs[:, 0] - mean[0]
@@ -221,7 +230,7 @@ def make_population(
         s_all = s_all / s_all.mean()
     else:
         s = _confidences(m, scale_dist, scale_sigma, rng)
-        s_all = np.concatenate([s, s])[:n_personas] if mirror else s
+        s_all = np.concatenate([s, s]) if mirror else s
     thetas = s_all[:, None] * dirs
     info = {
         "kind": kind,
