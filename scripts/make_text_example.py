@@ -15,9 +15,13 @@ persona answers ``--per-user`` consecutive comparisons. Output (pair convention,
 - ``examples/text/truth.json``: the population utility direction theta_bar (384 floats) and the
   evaluation protocol, so that fitted models can be checked against the population ordering.
 
-``--evaluate`` loads model directories written by ``signrm fit`` and reports, on fresh same-prompt
-pairs of held-out prompts, the disagreement rate with the population-average utility (METHODS.md
-§4) and the golden-reward gain of best-of-N over a random pick.
+``--evaluate`` loads model directories written by ``signrm fit`` and reports, on ``--n-pairs``
+random same-prompt pairs drawn from *all* the panel's prompts, the disagreement rate with the
+population-average utility (METHODS.md §4), and the golden-reward gain of best-of-N over a random
+pick on every prompt. These are not held-out prompts: the example file draws from the same prompts
+(and may contain some of the same pairs), so the numbers measure how well a model recovers the
+population ordering on the texts it was trained around, not generalisation to unseen prompts
+(for that, look at the held-out order consistency that ``signrm fit --split prompt`` prints).
 """
 
 from __future__ import annotations
@@ -100,7 +104,8 @@ def build(n: int, per_user: int, seed: int, out: Path) -> None:
 
 
 def evaluate(model_dirs: list[str], seed: int, n_pairs: int) -> None:
-    """Disagreement with the population ordering on fresh same-prompt pairs, and best-of-N gain."""
+    """Disagreement with the population ordering on random same-prompt pairs over all prompts
+    (the prompts of the example file, not held-out ones), and best-of-N gain on every prompt."""
     from signrm.simulate import load_twin_panel
     from signrm.textdata import TextRewardModel
 

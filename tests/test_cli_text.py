@@ -209,6 +209,154 @@ def test_errors_are_one_line(capsys, tmp_path, st_dir, fitted):
         main(["--debug", "fit", str(bad), "--encoder", st_dir, "--out", str(tmp_path / "m")])
 
 
+def one_error_line(err: str) -> str:
+    """The single ``error: ...`` line of a failed command (other lines are progress notes)."""
+    assert "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert not [ln for ln in err.splitlines() if ln and not ln.startswith(("error:", "read "))]
+    return line
+
+
+def test_environment_errors_are_one_line(capsys, tmp_path, monkeypatch, st_dir, prefs, fitted):
+    import huggingface_hub.constants
+
+    from signrm.embed import EmbeddingCache, text_key
+    from signrm.errors import ResourceError
+    from signrm.textdata import TextRewardModel
+
+    # a hub model that is neither stored locally nor reachable (offline)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    argv = ["fit", prefs, "--encoder", "no-such/model", "--out", tmp_path / "m",
+            "--cache-dir", tmp_path / "c", "--no-progress"]  # fmt: skip
+    code, _, err = run_cli(capsys, *argv)
+    line = one_error_line(err)
+    assert code == 2 and "'no-such/model' could not be found locally" in line
+    assert "hub is offline" in line
+    with pytest.raises(ResourceError):  # --debug still shows the traceback
+        main(["--debug", *map(str, argv)])
+    # a cache directory below a regular file: fails before anything is embedded
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli(
+        capsys, "fit", prefs, "--encoder", st_dir, "--out", tmp_path / "m2",
+        "--cache-dir", tmp_path / "file" / "cache", "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and "embedding cache: cannot create" in one_error_line(err)
+    # a cache that holds vectors of another size for this encoder's identity
+    identity = TextRewardModel.load(fitted / "bt", cache_dir=False).encoder.identity
+    EmbeddingCache(tmp_path / "odd", identity).put(
+        [text_key("good great", "why")], np.ones((1, 3), dtype=np.float32)
+    )
+    texts = tmp_path / "texts.csv"
+    texts.write_text("prompt,response\nwhy,good great\nhow,nice clear\n")
+    code, _, err = run_cli(
+        capsys, "score", fitted / "bt", texts, "--out", tmp_path / "s.jsonl",
+        "--cache-dir", tmp_path / "odd", "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and "holds 3-d vectors but the encoder gives 24-d" in one_error_line(err)
+
+
+def test_bugs_keep_their_traceback(capsys, tmp_path, monkeypatch, fitted):
+    from signrm.textdata import TextRewardModel
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(TextRewardModel, "load", broken)
+    texts = tmp_path / "texts.csv"
+    texts.write_text("prompt,response\nwhy,good great\n")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["score", str(fitted / "bt"), str(texts), "--out", str(tmp_path / "s.jsonl")])
+
+
+def test_options_of_the_other_encoder_family_are_rejected(capsys, tmp_path, st_dir, prefs):
+    for extra, flag in (
+        (["--layer", "3"], "--layer 3 applies to causal LM encoders"),
+        (["--layer", "-1"], "--layer -1 applies to causal LM encoders"),
+        (["--chat-template", "yes"], "--chat-template applies to causal LM encoders"),
+    ):
+        code, _, err = run_cli(
+            capsys, "fit", prefs, "--encoder", st_dir, "--out", tmp_path / "m", *extra
+        )
+        assert code == 2 and flag in one_error_line(err)
+    assert not (tmp_path / "m").exists()
+
+
+def test_messages_name_cli_flags(capsys, tmp_path, st_dir):
+    same = tmp_path / "same.jsonl"
+    same.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "a"}) + "\n")
+    code, _, err = run_cli(capsys, "fit", same, "--encoder", st_dir, "--out", tmp_path / "m")
+    line = one_error_line(err)
+    assert code == 2 and "(pass --on-invalid drop to drop such rows)" in line
+    assert "on_invalid" not in line
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text(2 * (json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n"))
+    code, _, err = run_cli(
+        capsys, "fit", dup, "--encoder", st_dir, "--out", tmp_path / "m", "--on-duplicate", "error"
+    )
+    assert code == 2 and "(pass --on-duplicate warn|drop)" in one_error_line(err)
+    txt = tmp_path / "prefs.txt"
+    txt.write_text(same.read_text())
+    code, _, err = run_cli(capsys, "fit", txt, "--encoder", st_dir, "--out", tmp_path / "m")
+    assert code == 2 and "or pass --format jsonl|csv|parquet" in one_error_line(err)
+
+
+def test_format_flag_and_cache_warnings_as_lines(capsys, tmp_path, fitted):
+    texts = tmp_path / "texts.txt"  # CSV whatever the suffix says
+    texts.write_text("prompt,response\nwhy,good great\nhow,nice clear\n")
+    cache = tmp_path / "cache"
+    argv = ["score", fitted / "bt", texts, "--out", tmp_path / "s.jsonl", "--cache-dir", cache,
+            "--no-progress", "--format", "csv"]  # fmt: skip
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    for chunk in cache.rglob("*.npz"):
+        chunk.write_bytes(b"garbage")
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    warns = [ln for ln in err.splitlines() if "corrupt" in ln]
+    assert warns and all(ln.startswith("warning: embedding cache: discarding") for ln in warns)
+    assert "RuntimeWarning" not in err and "warnings.warn" not in err
+    cands = tmp_path / "cands.data"
+    cands.write_text(json.dumps({"prompt": "why", "responses": ["bad ugly", "good great"]}) + "\n")
+    for chunk in cache.rglob("*.npz"):
+        chunk.write_bytes(b"garbage")
+    code, _, err = run_cli(
+        capsys, "best-of-n", fitted / "bt", cands, "--out", tmp_path / "p.jsonl",
+        "--cache-dir", cache, "--no-progress", "--format", "jsonl",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "RuntimeWarning" not in err
+    assert [ln for ln in err.splitlines() if ln.startswith("warning: embedding cache: discarding")]
+
+
+def test_fit_with_an_all_tie_held_out_split_still_saves(capsys, tmp_path, monkeypatch, st_dir):
+    from signrm.data import PreferenceData
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(60):
+        a, b = response(rng, True), response(rng, False)
+        rows.append({"prompt": "why", "response_a": a, "response_b": b,
+                     "label": "tie" if i % 5 == 0 else "a"})  # fmt: skip
+    path = tmp_path / "ties.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def ties_held_out(self, by="random", test_size=0.2, random_state=None):
+        tie = np.asarray(self.y) == 0.5
+        return self.subset(np.flatnonzero(~tie)), self.subset(np.flatnonzero(tie))
+
+    monkeypatch.setattr(PreferenceData, "split", ties_held_out)
+    code, out, err = run_cli(
+        capsys, "fit", path, "--estimator", "bt", "--encoder", st_dir, "--out", tmp_path / "m",
+        "--cache-dir", tmp_path / "cache", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("held-out"))
+    assert line.endswith("order consistency n/a (all ties)")
+    enc = json.loads((tmp_path / "m" / "encoder.json").read_text())
+    assert enc["fit"]["n_test"] == 12 and enc["fit"]["test_order_consistency"] is None
+    assert (tmp_path / "m" / "model.json").exists()
+
+
 def test_fit_feature_directory_streams_and_matches_in_memory(tmp_path):
     import signrm
     from signrm.cli import main as cli_main

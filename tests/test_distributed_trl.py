@@ -62,6 +62,8 @@ SCRIPT = textwrap.dedent(
         "distributed_type": str(acc.distributed_type), "eval_accuracy": metrics["eval_accuracy"],
         "param_sum": float(flat.double().sum()), "param_norm": float(flat.double().norm()),
         "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "annotator_counts": trainer.last_annotator_counts,
+        "annotator_accuracy": trainer.last_annotator_accuracy,
     }
     with open(os.path.join(out, f"rank{acc.process_index}.json"), "w") as fh:
         json.dump(info, fh)
@@ -91,6 +93,9 @@ def test_accelerate_two_cpu_processes(tmp_path, loss_type):
         assert "MULTI_CPU" in info["distributed_type"]
         assert info["eval_accuracy"] >= 0.9
         assert len(info["losses"]) >= 4
+        # per-annotator counts are summed over both processes: the whole eval set (64 rows)
+        assert sum(info["annotator_counts"].values()) == 64
+    assert infos[0]["annotator_accuracy"] == infos[1]["annotator_accuracy"]
     # DDP keeps the two replicas identical
     assert infos[0]["param_sum"] == pytest.approx(infos[1]["param_sum"], rel=1e-6, abs=1e-6)
     assert infos[0]["param_norm"] == pytest.approx(infos[1]["param_norm"], rel=1e-6)

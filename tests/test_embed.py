@@ -45,23 +45,33 @@ class CountingEncoder(Encoder):
         return out
 
 
-def tiny_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def tiny_tokenizer(bos: bool = False):
+    """Word-level tokenizer; with ``bos``, a ``[BOS]`` token (id len(WORDS) + 3) that it prepends
+    to every text tokenized with ``add_special_tokens=True`` (like Llama's)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
+    extra = {}
+    if bos:
+        vocab["[BOS]"] = len(vocab)
+        extra["bos_token"] = "[BOS]"
     tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    if bos:
+        tk.post_processor = processors.TemplateProcessing(
+            single="[BOS] $A", pair="[BOS] $A $B", special_tokens=[("[BOS]", vocab["[BOS]"])]
+        )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]"
+        tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]", **extra
     )
 
 
-def tiny_model(arch: str):
+def tiny_model(arch: str, extra_tokens: int = 0):
     from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaModel
 
     torch.manual_seed(0)
-    n = len(WORDS) + 3
+    n = len(WORDS) + 3 + extra_tokens
     if arch == "llama":
         cfg = LlamaConfig(
             vocab_size=n,
@@ -166,6 +176,57 @@ def test_no_cache_and_empty(tmp_path):
         enc.encode(["a", "b"], ["p"])
 
 
+def test_unusable_cache_dir_fails_before_computing(tmp_path):
+    from signrm.errors import ResourceError
+
+    (tmp_path / "file").write_text("not a directory")
+    enc = CountingEncoder(cache_dir=tmp_path / "file" / "cache", show_progress=False)
+    with pytest.raises(ResourceError, match=r"embedding cache: cannot create .*file/cache"):
+        enc.encode(["a", "b"])
+    assert enc.calls == 0
+
+
+def test_cache_of_another_size_and_non_finite_features_are_encoder_errors(tmp_path):
+    from signrm.errors import EncoderError
+
+    enc = CountingEncoder(d=4, cache_dir=tmp_path, show_progress=False)
+    enc.encode(["cached"])
+
+    class Wider(CountingEncoder):  # same identity, other size: a stale cache
+        @property
+        def dim(self):
+            return 5
+
+    with pytest.raises(EncoderError, match="holds 4-d vectors but the encoder gives 5-d"):
+        Wider(d=4, cache_dir=tmp_path, show_progress=False).encode(["cached", "new"])
+
+    class NaNs(CountingEncoder):
+        def _encode_batch(self, texts, prompts):
+            out = super()._encode_batch(texts, prompts)
+            out[texts.index("bad one"), 0] = np.nan
+            return out
+
+    with pytest.raises(EncoderError, match="non-finite features.*'bad one'"):
+        NaNs(cache_dir=False, show_progress=False).encode(["fine", "bad one"])
+
+
+def test_make_encoder_rejects_layer_for_sentence_encoders():
+    from signrm.errors import UserError
+
+    with pytest.raises(UserError, match=r"layer=3 applies to causal LM encoders; 'minilm'"):
+        make_encoder("minilm", layer=3)
+
+
+def test_hub_model_unavailable_offline(monkeypatch):
+    from signrm.embed import CausalLMEncoder, SentenceEncoder
+    from signrm.errors import ResourceError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for enc in (SentenceEncoder("no-such/model"), CausalLMEncoder("no-such/model")):
+        with pytest.raises(ResourceError, match=r"'no-such/model' could not be found locally"):
+            enc.encode(["hello"], show_progress=False)
+
+
 def test_cache_rejects_wrong_dim(tmp_path):
     cache = EmbeddingCache(tmp_path, {"model": "m"})
     cache.put([b"k" * 64], np.ones((1, 3), dtype=np.float32))
@@ -235,6 +296,76 @@ def test_causal_lm_chat_template_and_truncation():
     a = short.encode(["the cat sat on a mat good"])[0]
     b = short.encode(["a mat good"])[0]
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_causal_lm_chat_template_single_bos_and_padding_invariance():
+    """With a chat template that writes the BOS itself, the tokenizer must not add another one
+    (add_special_tokens=False), and left / right padding still give the same features."""
+    from signrm.embed import CausalLMEncoder
+
+    model, tok = tiny_model("llama", extra_tokens=1), tiny_tokenizer(bos=True)
+    tok.chat_template = (
+        "{{ bos_token }}{% for m in messages %}{{ m['role'] }} {{ m['content'] }} [EOS] "
+        "{% endfor %}"
+    )
+    bos = tok.bos_token_id
+    texts = ["hello world", "the cat sat on a mat good", "no", "why is it"]
+    prompts = ["what is it", "what", "why", "what is the cat"]
+    left = CausalLMEncoder(model, tokenizer=tok, padding_side="left", cache_dir=False)
+    right = CausalLMEncoder(model, tokenizer=tok, padding_side="right", cache_dir=False)
+    strings, templated = left.format_texts(texts, prompts)
+    assert templated and all(s.startswith("[BOS]") for s in strings)
+    # the trap: the tokenizer's own special tokens would put a second BOS in front
+    assert tok(strings[0])["input_ids"][:2] == [bos, bos]
+    xl, xr = left.encode(texts, prompts), right.encode(texts, prompts)
+    np.testing.assert_allclose(xl, xr, atol=1e-5)
+    for i, s in enumerate(strings):
+        ids = tok(s, add_special_tokens=False, return_tensors="pt")
+        assert ids["input_ids"][0].tolist().count(bos) == 1
+        with torch.no_grad():
+            ref = model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"])
+        np.testing.assert_allclose(xl[i], ref.last_hidden_state[0, -1].numpy(), atol=1e-5)
+    # and the features are not those of the double-BOS input
+    doubled = tok(strings[0], return_tensors="pt")
+    with torch.no_grad():
+        wrong = model(input_ids=doubled["input_ids"]).last_hidden_state[0, -1].numpy()
+    assert np.abs(xl[0] - wrong).max() > 1e-3
+
+
+def test_model_loading_follows_the_calls_show_progress(tmp_path, monkeypatch):
+    """encode(show_progress=False) also keeps the model loading quiet (transformers' bars)."""
+    import signrm.embed.causal_lm as causal_lm
+    from signrm.embed import CausalLMEncoder
+
+    model, tok = tiny_model("gpt2"), tiny_tokenizer()
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    quiet = []
+    real = causal_lm.quiet_hf
+
+    def spy(enabled):
+        quiet.append(enabled)
+        return real(enabled)
+
+    monkeypatch.setattr(causal_lm, "quiet_hf", spy)
+    enc = CausalLMEncoder(str(tmp_path / "tiny"), show_progress=True, cache_dir=False)
+    enc.encode(["hello world"], show_progress=False)
+    assert quiet == [True]
+
+
+def test_quiet_hf_silences_the_gguf_dequantising_bar(capsys):
+    """transformers' GGUF loader calls tqdm directly (ignoring its progress-bar switch)."""
+    gguf_utils = pytest.importorskip("transformers.modeling_gguf_pytorch_utils")
+    from signrm.embed.base import quiet_hf
+
+    original = gguf_utils.tqdm
+    with quiet_hf(True):
+        for _ in gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+            pass
+    assert "de-quantizing" not in capsys.readouterr().err
+    assert gguf_utils.tqdm is original
+    with quiet_hf(False):
+        assert gguf_utils.tqdm is original
 
 
 def test_causal_lm_cache_without_loading(tmp_path):

@@ -261,3 +261,74 @@ def test_preference_data_read_text_alias(tmp_path):
     p = write_jsonl(tmp_path / "p.jsonl", TRL_ROWS)
     assert isinstance(PreferenceData.read_text(p), TextPreferences)
     assert PreferenceData.read_text(p, LenEncoder()).n_samples == 3
+
+
+def test_columns_first_seen_after_line_1_are_not_dropped(tmp_path):
+    """The schema is the union of all records' columns: a column that appears after line 1 is
+    required on every line (an error names the line and the column), never ignored."""
+    base = {"prompt": "p", "chosen": "a", "rejected": "b"}
+    later = [{**base, "chosen": f"c{i}", "margin": 0.5, "weight": 2.0} for i in range(15)]
+    p = write_jsonl(tmp_path / "late.jsonl", [base, *later])
+    with pytest.raises(
+        UserError,
+        match=r"late.jsonl:1: missing column\(s\) \['margin', 'weight'\] "
+        r"\('margin' first appears at .*late.jsonl:2",
+    ):
+        read_text(p)
+    # the same values on every line are read
+    t = read_text(write_jsonl(tmp_path / "all.jsonl", [{**base, "margin": 1, "weight": 3}, *later]))
+    assert t.margin.tolist() == [1.0] + [0.5] * 15 and t.weight.tolist() == [3.0] + [2.0] * 15
+    assert t.report == []
+    # a prompt that only appears from line 2 is not turned into '' prompts
+    no_prompt = {"chosen": "a", "rejected": "b"}
+    p = write_jsonl(tmp_path / "prompt.jsonl", [no_prompt, {**no_prompt, "prompt": "q"}])
+    with pytest.raises(UserError, match=r"prompt.jsonl:1: missing column\(s\) \['prompt'\]"):
+        read_text(p)
+    # a pair file whose annotator column starts on line 3
+    pair = {"prompt": "p", "response_a": "a", "response_b": "b", "label": "a"}
+    rows = [pair, {**pair, "response_a": "c"}, {**pair, "response_a": "d", "annotator_id": "u"}]
+    with pytest.raises(UserError, match=r"pair.jsonl:1: missing column\(s\) \['annotator_id'\]"):
+        read_text(write_jsonl(tmp_path / "pair.jsonl", rows))
+    # columns the reader does not use are reported even when they appear late
+    t = read_text(write_jsonl(tmp_path / "extra.jsonl", [base, {**base, "chosen": "x", "id": 3}]))
+    assert t.report == ["ignored column(s) ['id']"]
+
+
+def test_values_are_validated_on_every_row(tmp_path):
+    base = {"prompt": "p", "chosen": "a", "rejected": "b"}
+    # a negative weight on line 2, in a column that line 1 lacks: never accepted
+    p = write_jsonl(tmp_path / "w.jsonl", [base, {**base, "chosen": "c", "weight": -5}])
+    with pytest.raises(UserError, match=r"w.jsonl:1: missing column\(s\) \['weight'\]"):
+        read_text(p)
+    rows = [{**base, "chosen": f"c{i}", "weight": 1} for i in range(3)]
+    rows.append({**base, "chosen": "d", "weight": -5})
+    with pytest.raises(UserError, match=r"w2.jsonl:4: column 'weight': weight -5.0 is negative"):
+        read_text(write_jsonl(tmp_path / "w2.jsonl", rows))
+    # also on a row that on_invalid="drop" drops
+    rows = [{**base, "weight": 1}, {**base, "rejected": "a", "weight": -1}]
+    with pytest.raises(UserError, match=r"w3.jsonl:2: .*negative"):
+        read_text(write_jsonl(tmp_path / "w3.jsonl", rows), on_invalid="drop")
+
+
+def test_hints_name_python_options_or_cli_flags(tmp_path):
+    from signrm.errors import cli_option_style
+
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "a"}]
+    p = write_jsonl(tmp_path / "same.jsonl", rows)
+    with pytest.raises(UserError, match=r"\(pass on_invalid='drop' to drop such rows\)"):
+        read_text(p)
+    with cli_option_style(), pytest.raises(UserError, match=r"\(pass --on-invalid drop to drop"):
+        read_text(p)
+    dup = {"prompt": "p", "chosen": "a", "rejected": "b"}
+    p = write_jsonl(tmp_path / "dup.jsonl", [dup, dup])
+    with pytest.raises(UserError, match=r"pass on_duplicate='warn' or 'drop'\)"):
+        read_text(p, on_duplicate="error")
+    with cli_option_style(), pytest.raises(UserError, match=r"pass --on-duplicate warn\|drop\)"):
+        read_text(p, on_duplicate="error")
+    txt = tmp_path / "prefs.txt"
+    txt.write_text(json.dumps(dup) + "\n")
+    with pytest.raises(UserError, match=r"suffix '\.txt'.*format='jsonl', 'csv' or 'parquet'"):
+        read_text(txt)
+    with cli_option_style(), pytest.raises(UserError, match=r"--format jsonl\|csv\|parquet"):
+        read_texts_table(txt)
+    assert len(read_text(txt, format="jsonl")) == 1

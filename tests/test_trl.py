@@ -170,3 +170,65 @@ def test_lambda_schedule_and_validation(tmp_path):
     assert seen[3] == pytest.approx(np.sqrt(15.0))
     with pytest.raises(ValueError, match="loss_type"):
         SignRewardConfig(output_dir=str(tmp_path / "x"), loss_type="hinge", use_cpu=True)
+
+
+class TwoProcessAccelerator:
+    """The trainer's accelerator, pretending that a second process saw ``other`` counts."""
+
+    num_processes = 2
+
+    def __init__(self, real, other):
+        self._real, self._other, self.reduced = real, other, 0
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def reduce(self, tensor, reduction="mean"):
+        assert reduction == "sum"
+        self.reduced += 1
+        return tensor + self._other
+
+
+def test_annotator_accuracy_is_summed_over_processes(tmp_path, monkeypatch):
+    trainer = SignRewardTrainer(
+        model=reward_model(),
+        args=config(tmp_path, "bt"),
+        train_dataset=dataset(16),
+        processing_class=tokenizer(),
+    )
+    assert trainer.annotator_names == ["rater-0", "rater-1", "rater-2"]
+
+    def fill(mode):
+        hits, totals = trainer._ann[mode]
+        hits.copy_(torch.tensor([1.0, 0.0, 2.0]))
+        totals.copy_(torch.tensor([2.0, 2.0, 2.0]))
+
+    def logged():
+        return {k: v for k, v in trainer.state.log_history[-1].items() if "annotator" in k}
+
+    # one process: this process's counts, as before
+    trainer.model.train()
+    fill("train")
+    trainer.log({"loss": 1.0})
+    assert logged()["annotator_accuracy/rater-0"] == 0.5
+    assert logged()["annotator_accuracy/rater-1"] == 0.0
+    assert logged()["annotator_accuracy_min"] == 0.0
+    assert float(trainer._ann["train"][1].sum()) == 0  # reset after logging
+    # two processes: the counts of both are summed before the accuracies are computed
+    other = torch.tensor([[1.0, 2.0, 0.0], [2.0, 2.0, 2.0]])
+    fake = TwoProcessAccelerator(trainer.accelerator, other)
+    monkeypatch.setattr(trainer, "accelerator", fake)
+    fill("train")
+    trainer.log({"loss": 1.0})
+    assert fake.reduced == 1
+    assert {k: logged()[k] for k in logged() if "/" in k} == {
+        f"annotator_accuracy/rater-{i}": 0.5 for i in range(3)
+    }
+    trainer.model.eval()
+    fill("eval")
+    trainer.log({"eval_loss": 1.0})
+    assert trainer.last_annotator_accuracy == {f"rater-{i}": 0.5 for i in range(3)}
+    assert trainer.last_annotator_counts == {f"rater-{i}": 4 for i in range(3)}
+    # every process takes part in the reduce at every log, even with nothing counted locally
+    trainer.log({"eval_loss": 1.0})
+    assert fake.reduced == 3

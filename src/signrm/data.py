@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from signrm.errors import option_hint
+
 __all__ = ["PreferenceData", "atomic_write"]
 
 _VALID_LABELS = (0.0, 0.5, 1.0)
@@ -688,7 +690,7 @@ def format_of(path: Path, error: type[Exception] = ValueError) -> str:
     if ext not in mapping:
         raise error(
             f"{path}: cannot tell the format from the suffix {ext!r}; use .csv, .parquet or "
-            ".jsonl, or pass format="
+            f".jsonl, or pass {option_hint('format', 'csv', 'parquet', 'jsonl')}"
         )
     return mapping[ext]
 

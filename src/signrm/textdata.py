@@ -12,6 +12,12 @@ Optional columns in both: ``annotator_id`` (-> ``user``), ``margin`` (TRL's marg
 ``weight`` (>= 0). Other columns are ignored (listed in :attr:`TextPreferences.report`). In CSV
 files, chat messages are JSON strings in the cell.
 
+The columns of a file are those of *all* its records (JSON lines may differ from line to line): a
+column that any record has (``prompt`` or an optional one) must be in every record, with a value.
+There is no default: a record without it raises, naming its line and the column (and where the
+column first appears), as does an empty value (``null``, an empty CSV cell). Every value is
+validated on every row.
+
 Nothing is dropped silently: a malformed line raises :class:`~signrm.errors.UserError` naming the
 file, line (JSONL/CSV, 1-based physical line) or row (Parquet, 1-based) and column; empty texts and
 pairs of two identical responses raise unless ``on_invalid="drop"`` (then they are dropped and
@@ -40,24 +46,38 @@ from typing import Any
 import numpy as np
 
 from signrm.data import format_of, iter_jsonl, open_text
-from signrm.errors import UserError
+from signrm.errors import UserError, option_hint
 
 __all__ = ["TextPreferences", "read_text", "read_texts_table", "render_messages"]
 
 _TRL = "trl"
 _PAIR = "pair"
 _OPTIONAL = ("annotator_id", "margin", "weight")
+_FORMATS = ("jsonl", "csv", "parquet")
 _LABELS = {"a": 1.0, "b": 0.0, "tie": 0.5, "1": 1.0, "0": 0.0, "0.5": 0.5, "1.0": 1.0, "0.0": 0.0}
 
 
 # ---------------------------------------------------------------------------------- reading rows
+class _UnknownSuffix(Exception):
+    pass
+
+
 def _format_of(path: Path, format: str | None) -> str:
     if format is not None:
         fmt = format.lower()
-        if fmt not in ("jsonl", "csv", "parquet"):
+        if fmt not in _FORMATS:
             raise UserError(f"{path}: unknown format {format!r}; use jsonl, csv or parquet")
         return fmt
-    return format_of(path, error=UserError)
+    try:
+        return format_of(path, error=_UnknownSuffix)
+    except _UnknownSuffix:
+        suffixes = [s.lower() for s in path.suffixes]
+        if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".xz"):
+            suffixes = suffixes[:-1]
+        raise UserError(
+            f"{path}: cannot tell the format from the suffix {suffixes[-1] if suffixes else ''!r}"
+            f"; use .jsonl, .csv or .parquet, or pass {option_hint('format', *_FORMATS)}"
+        ) from None
 
 
 def _iter_records(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -443,40 +463,51 @@ def read_text(
         raise FileNotFoundError(f"{path}: no such file")
     fmt = _format_of(path, format)
     rename = dict(columns or {})
-
-    convention = None
-    has_prompt = False
-    present_optional: tuple[str, ...] = ()
     prompts, text_a, text_b, ys, locs = [], [], [], [], []
     opt: dict[str, list] = {c: [] for c in _OPTIONAL}
     invalid: list[tuple[str, str]] = []
     report: list[str] = []
 
-    for where, raw in _iter_records(path, fmt):
-        rec = {rename.get(k, k): v for k, v in raw.items()} if rename else raw
-        if convention is None:  # the first record fixes the schema
-            keys = set(rec)
-            if {"chosen", "rejected"} <= keys:
-                convention, required = _TRL, ("chosen", "rejected")
-            elif {"response_a", "response_b", "label"} <= keys:
-                convention, required = _PAIR, ("prompt", "response_a", "response_b", "label")
-            else:
-                raise UserError(
-                    f"{where}: cannot tell the convention from columns {sorted(keys)}; need "
-                    "'chosen' and 'rejected' (TRL, with optional 'prompt') or 'prompt', "
-                    "'response_a', 'response_b', 'label' (pair)"
-                )
-            has_prompt = "prompt" in keys
-            present_optional = tuple(c for c in _OPTIONAL if c in keys)
-            known = set(required) | {"prompt"} | set(_OPTIONAL)
-            extra = sorted(keys - known)
-            if extra:
-                report.append(f"ignored column(s) {extra}")
-            expected = set(required) | ({"prompt"} if has_prompt else set())
-            expected |= set(present_optional)
+    # The schema is the union of the columns of all records, so that a column first seen after
+    # line 1 is neither ignored nor silently defaulted: every record must then have it.
+    records = [
+        (where, {rename.get(k, k): v for k, v in raw.items()} if rename else raw)
+        for where, raw in _iter_records(path, fmt)
+    ]
+    if not records:
+        raise UserError(f"{path}: no records")
+    first_where, first = records[0]
+    keys = set(first)
+    if {"chosen", "rejected"} <= keys:
+        convention, required = _TRL, ("chosen", "rejected")
+    elif {"response_a", "response_b", "label"} <= keys:
+        convention, required = _PAIR, ("prompt", "response_a", "response_b", "label")
+    else:
+        raise UserError(
+            f"{first_where}: cannot tell the convention from columns {sorted(keys)}; need "
+            "'chosen' and 'rejected' (TRL, with optional 'prompt') or 'prompt', "
+            "'response_a', 'response_b', 'label' (pair)"
+        )
+    all_keys: dict[str, str] = {}  # column -> first record that has it
+    for where, rec in records:
+        for k in rec:
+            all_keys.setdefault(k, where)
+    has_prompt = "prompt" in all_keys
+    present_optional = tuple(c for c in _OPTIONAL if c in all_keys)
+    known = set(required) | {"prompt"} | set(_OPTIONAL)
+    extra = sorted(set(all_keys) - known)
+    if extra:
+        report.append(f"ignored column(s) {extra}")
+    expected = set(required) | ({"prompt"} if has_prompt else set()) | set(present_optional)
+
+    for where, rec in records:
         missing = expected - set(rec)
         if missing:
-            raise UserError(f"{where}: missing column(s) {sorted(missing)}")
+            others = sorted(c for c in missing if c not in required)
+            seen = "; ".join(f"{c!r} first appears at {all_keys[c]}" for c in others)
+            raise UserError(
+                f"{where}: missing column(s) {sorted(missing)}" + (f" ({seen})" if seen else "")
+            )
 
         if convention == _TRL:
             prompt, a, b = _trl_texts(rec, where, has_prompt)
@@ -511,7 +542,10 @@ def read_text(
             problem = f"{cols_a!r} and {cols_b!r} are identical"
         if problem is not None:
             if on_invalid == "error":
-                raise UserError(f"{where}: {problem} (pass on_invalid='drop' to drop such rows)")
+                raise UserError(
+                    f"{where}: {problem} (pass {option_hint('on_invalid', 'drop')} to drop such "
+                    "rows)"
+                )
             invalid.append((where, problem))
             for c in present_optional:
                 opt[c].pop()
@@ -522,8 +556,6 @@ def read_text(
         ys.append(y)
         locs.append(where)
 
-    if convention is None:
-        raise UserError(f"{path}: no records")
     if invalid:
         msg = f"dropped {len(invalid)} invalid row(s): " + _first_locations(
             [f"{w} ({p})" for w, p in invalid]
@@ -555,7 +587,7 @@ def read_text(
             + _first_locations([locs[i] for i in dups])
         )
         if on_duplicate == "error":
-            raise UserError(f"{path}: {msg} (pass on_duplicate='warn' or 'drop')")
+            raise UserError(f"{path}: {msg} (pass {option_hint('on_duplicate', 'warn', 'drop')})")
         if on_duplicate == "drop":
             msg = "dropped " + msg
         else:

@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from signrm.errors import SignrmError, cli_option_style
+
 # Sub-command modules, in the order `signrm --help` lists them.
 _COMMAND_MODULES = (
     "demo",
@@ -49,16 +51,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with cli_option_style():
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as exc:
+    except (SignrmError, ValueError, OSError, KeyError, ImportError) as exc:
+        # signrm's own errors, bad input and unavailable files/models: one line. Anything else
+        # (a RuntimeError, TypeError, ...) is a bug and keeps its traceback.
         if args.debug:
             raise
-        msg = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
+
+
+def error_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line."""
+    if isinstance(exc, SignrmError):
+        msg = str(exc)
+    elif isinstance(exc, KeyError):
+        msg = f"missing key {exc}"
+    elif isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        msg = f"{exc.filename}: {exc.strerror}"
+        if exc.filename2 is not None:
+            msg += f" (-> {exc.filename2})"
+    else:
+        msg = str(exc) or type(exc).__name__
+    return " ".join(line.strip() for line in msg.splitlines() if line.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

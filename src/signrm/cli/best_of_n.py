@@ -14,8 +14,8 @@ import json
 
 import numpy as np
 
-from signrm.cli.fit import add_runtime_args, say
-from signrm.cli.score import load_model
+from signrm.cli.fit import add_format_arg, add_runtime_args, say
+from signrm.cli.score import load_model, rewards_of
 from signrm.errors import UserError
 
 
@@ -28,14 +28,15 @@ def register(subparsers) -> None:
     p.add_argument("model_dir", help="directory written by `signrm fit`")
     p.add_argument("candidates", help="prompt/response rows, or prompt + responses list")
     p.add_argument("--out", required=True, help="JSONL file to write")
+    add_format_arg(p, "CANDIDATES")
     add_runtime_args(p)
     p.set_defaults(func=run)
 
 
-def _candidates(path: str) -> dict[str, list[str]]:
+def _candidates(path: str, format: str | None = None) -> dict[str, list[str]]:
     from signrm.textdata import read_texts_table
 
-    rows = read_texts_table(path, require=("prompt",))
+    rows = read_texts_table(path, format=format, require=("prompt",))
     groups: dict[str, list[str]] = {}
     for r in rows:
         where = r["_where"]
@@ -69,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
     from signrm.textdata import write_jsonl
 
     model = load_model(args)
-    groups = _candidates(args.candidates)
+    groups = _candidates(args.candidates, args.format)
     prompts = [p for p, texts in groups.items() for _ in texts]
     responses = [t for texts in groups.values() for t in texts]
-    rewards = model.reward(responses, prompts, show_progress=False if args.no_progress else None)
+    rewards = rewards_of(model, responses, prompts, args)
     picks, start = [], 0
     for prompt, texts in groups.items():
         r = rewards[start : start + len(texts)]

@@ -27,6 +27,16 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_format_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--format``: read ``what`` as JSONL, CSV or Parquet whatever its suffix."""
+    p.add_argument(
+        "--format",
+        default=None,
+        choices=("jsonl", "csv", "parquet"),
+        help=f"format of {what} (default: from the suffix; .gz allowed for jsonl/csv)",
+    )
+
+
 def runtime_kwargs(args: argparse.Namespace) -> dict:
     kw: dict = {"cache_dir": False if args.no_cache else args.cache_dir}
     if args.no_progress:
@@ -82,14 +92,31 @@ def build_encoder(args: argparse.Namespace):
     if args.batch_size is not None:
         kw["batch_size"] = args.batch_size
     kind = args.encoder_kind
+    layer = -1 if args.layer is None else args.layer
     try:
-        enc = make_encoder(args.encoder, kind=kind, layer=args.layer, **kw)
+        enc = make_encoder(args.encoder, kind=kind, layer=layer, **kw)
     except TypeError as exc:  # an option that the chosen encoder does not take
         raise UserError(f"--encoder {args.encoder}: {exc}") from None
+    # options of the other encoder family are errors, not silently ignored
     if enc.kind == "sentence":
-        enc.mode = args.mode
+        if args.layer is not None:
+            raise UserError(
+                f"--layer {args.layer} applies to causal LM encoders; {args.encoder!r} is a "
+                "sentence encoder (it has no layer choice)"
+            )
+        if args.chat_template is not None:
+            raise UserError(
+                f"--chat-template applies to causal LM encoders; --encoder {args.encoder} is a "
+                "sentence encoder (its options: --mode)"
+            )
+        enc.mode = args.mode or "concat"
     else:
-        enc.chat_template = {"auto": None, "yes": True, "no": False}[args.chat_template]
+        if args.mode is not None:
+            raise UserError(
+                f"--mode applies to sentence encoders; --encoder {args.encoder} is a causal LM "
+                "(its options: --layer, --chat-template)"
+            )
+        enc.chat_template = {"auto": None, "yes": True, "no": False}[args.chat_template or "auto"]
     return enc
 
 
@@ -120,18 +147,20 @@ def register(subparsers) -> None:
         choices=("auto", "sentence", "causal_lm"),
         help="how to read --encoder (auto: from the folder's files; hub names -> sentence)",
     )
-    p.add_argument("--layer", type=int, default=-1, help="causal LM hidden layer (-1 = final)")
+    p.add_argument(
+        "--layer", type=int, default=None, help="causal LMs: hidden layer (default -1 = final)"
+    )
     p.add_argument(
         "--mode",
-        default="concat",
+        default=None,
         choices=("concat", "response", "separate", "average"),
-        help="sentence encoders: how prompt and response are embedded",
+        help="sentence encoders: how prompt and response are embedded (default concat)",
     )
     p.add_argument(
         "--chat-template",
-        default="auto",
+        default=None,
         choices=("auto", "yes", "no"),
-        help="causal LMs: wrap prompt/response in the tokenizer's chat template",
+        help="causal LMs: wrap prompt/response in the tokenizer's chat template (default auto)",
     )
     p.add_argument("--head", default="linear", help="linear | mlp (sign, bt, thurstone)")
     p.add_argument("--n-classes", type=int, default=3, help="latent classes for --estimator em")
@@ -148,6 +177,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--on-invalid", default="error", choices=("error", "drop"))
     p.add_argument("--on-duplicate", default="warn", choices=("warn", "error", "drop"))
+    add_format_arg(p, "PREFS")
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -172,6 +202,11 @@ def fit_distributed_cli(estimator, train, args: argparse.Namespace):
             f"(not {args.estimator})"
         )
     head = "mlp" if args.estimator == "clf-mlp" else args.head
+    if head == "linear":
+        say(
+            "note: under --nproc a linear head trains by mini-batch Adam (DDP); without --nproc "
+            "it is solved exactly by full-batch L-BFGS, which is more accurate for linear heads"
+        )
     with tempfile.TemporaryDirectory(prefix="signrm-ddp-") as tmp:
         data_path = Path(tmp) / "train.parquet"
         train.write(data_path)
@@ -217,6 +252,19 @@ def run_streaming(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+def order_consistency(estimator, data) -> float | None:
+    """``estimator.score(data)``, or None when every label of ``data`` is a tie (undefined)."""
+    import numpy as np
+
+    if len(data) == 0 or bool(np.all(np.asarray(data.y) == 0.5)):
+        return None
+    return float(estimator.score(data))
+
+
+def _show(value: float | None) -> str:
+    return "n/a (all ties)" if value is None else f"{value:.4f}"
+
+
 def run(args: argparse.Namespace) -> int:
     from signrm.textdata import TextRewardModel, read_text
 
@@ -228,11 +276,18 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
     if Path(args.prefs).is_dir():
+        if args.format is not None:
+            raise UserError(f"--format applies to a preference file; {args.prefs} is a directory")
         return run_streaming(args, out)
     estimator = make_estimator(args.estimator, args.head, args.seed, args.n_classes)
 
     with warnings_as_lines():
-        texts = read_text(args.prefs, on_invalid=args.on_invalid, on_duplicate=args.on_duplicate)
+        texts = read_text(
+            args.prefs,
+            format=args.format,
+            on_invalid=args.on_invalid,
+            on_duplicate=args.on_duplicate,
+        )
     n_users = 0 if texts.annotator is None else len(set(texts.annotator))
     say(
         f"read {len(texts)} comparisons ({texts.convention} convention), "
@@ -264,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             estimator.fit(train)
     fit_s = time.perf_counter() - t0
-    train_oc = float(estimator.score(train))
+    train_oc = order_consistency(estimator, train)
     summary = {
         "estimator": args.estimator,
         "head": args.head,
@@ -276,11 +331,11 @@ def run(args: argparse.Namespace) -> int:
         "source": str(args.prefs),
     }
     print(f"estimator          {args.estimator} (head {args.head})")
-    print(f"train comparisons  {len(train)}   order consistency {train_oc:.4f}")
+    print(f"train comparisons  {len(train)}   order consistency {_show(train_oc)}")
     if test is not None:
-        test_oc = float(estimator.score(test))
+        test_oc = order_consistency(estimator, test)
         summary["test_order_consistency"] = test_oc
-        print(f"held-out ({args.split:<6}) {len(test)}   order consistency {test_oc:.4f}")
+        print(f"held-out ({args.split:<6}) {len(test)}   order consistency {_show(test_oc)}")
     print(f"fit time           {fit_s:.1f} s")
     model = TextRewardModel(estimator, encoder)
     model.save(out, extra={"fit": summary})

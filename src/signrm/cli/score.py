@@ -10,7 +10,13 @@ import argparse
 
 import numpy as np
 
-from signrm.cli.fit import add_runtime_args, runtime_kwargs, say, warnings_as_lines
+from signrm.cli.fit import (
+    add_format_arg,
+    add_runtime_args,
+    runtime_kwargs,
+    say,
+    warnings_as_lines,
+)
 from signrm.errors import UserError
 
 
@@ -23,15 +29,18 @@ def register(subparsers) -> None:
     p.add_argument("model_dir", help="directory written by `signrm fit`")
     p.add_argument("texts", help="file with a response column (+ optional prompt)")
     p.add_argument("--out", required=True, help="JSONL file to write")
+    add_format_arg(p, "TEXTS")
     add_runtime_args(p)
     p.set_defaults(func=run)
 
 
-def load_rows(path: str, require: tuple[str, ...]) -> tuple[list[dict], list[str] | None]:
+def load_rows(
+    path: str, require: tuple[str, ...], format: str | None = None
+) -> tuple[list[dict], list[str] | None]:
     """Rows of a texts file and their prompts (None when the file has no prompt column)."""
     from signrm.textdata import read_texts_table
 
-    rows = read_texts_table(path, require=require)
+    rows = read_texts_table(path, format=format, require=require)
     has = ["prompt" in r and r["prompt"] is not None for r in rows]
     if any(has) and not all(has):
         where = rows[has.index(False)]["_where"]
@@ -49,17 +58,23 @@ def load_model(args: argparse.Namespace):
     return model
 
 
+def rewards_of(model, responses: list[str], prompts, args: argparse.Namespace) -> np.ndarray:
+    """``model.reward`` with library warnings (e.g. a corrupt cache chunk) as one-line notes."""
+    with warnings_as_lines():
+        return model.reward(responses, prompts, show_progress=False if args.no_progress else None)
+
+
 def run(args: argparse.Namespace) -> int:
     from signrm.textdata import write_jsonl
 
     model = load_model(args)
-    rows, prompts = load_rows(args.texts, require=("response",))
+    rows, prompts = load_rows(args.texts, require=("response",), format=args.format)
     responses = []
     for r in rows:
         if not isinstance(r["response"], str) or not r["response"].strip():
             raise UserError(f"{r['_where']}: empty or missing 'response'")
         responses.append(r["response"])
-    rewards = model.reward(responses, prompts, show_progress=False if args.no_progress else None)
+    rewards = rewards_of(model, responses, prompts, args)
     out = []
     for r, v in zip(rows, rewards):
         rec = {k: val for k, val in r.items() if k != "_where"}

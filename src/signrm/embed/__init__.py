@@ -14,6 +14,7 @@ from typing import Any
 from signrm.embed.base import EmbeddingCache, Encoder, default_cache_dir, text_key
 from signrm.embed.causal_lm import CausalLMEncoder
 from signrm.embed.sentence import SentenceEncoder
+from signrm.errors import UserError, option_hint
 
 __all__ = [
     "Encoder",
@@ -42,6 +43,7 @@ def make_encoder(
     folder or ``.gguf`` file, or a hub name. ``kind``: ``"sentence"``, ``"causal_lm"`` or
     ``"auto"``: a folder with ``modules.json`` is a sentence-transformers model, a ``.gguf`` or
     a folder with a ``config.json`` is a causal LM, a hub name defaults to a sentence model.
+    ``layer`` (other than -1) is for causal LMs only: it raises for a sentence encoder.
     """
     from pathlib import Path
 
@@ -65,6 +67,11 @@ def make_encoder(
         else:
             kind = "sentence"
     if kind == "sentence":
+        if layer != -1:
+            raise UserError(
+                f"{option_hint('layer', layer)} applies to causal LM encoders; {name!r} is a "
+                "sentence encoder (it has no layer choice)"
+            )
         return SentenceEncoder(name, **kwargs)
     if kind in ("causal_lm", "causal"):
         return CausalLMEncoder(name, layer=layer, **kwargs)

@@ -20,6 +20,7 @@ corrupt entry is never returned.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -34,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Encoder", "EmbeddingCache", "default_cache_dir", "text_key"]
+from signrm.errors import EncoderError, ResourceError
+
+__all__ = ["Encoder", "EmbeddingCache", "default_cache_dir", "text_key", "model_unavailable"]
 
 _SEP = "\x1f"  # unit separator between prompt and response in the text key
 
@@ -167,6 +170,17 @@ class EmbeddingCache:
         return found
 
     # -- writing -----------------------------------------------------------------------------
+    def ensure_writable(self) -> None:
+        """Create the cache directory now (before anything is computed), or raise
+        :class:`~signrm.errors.ResourceError` saying why it cannot be."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResourceError(
+                f"embedding cache: cannot create {self.dir} ({exc.strerror or exc}); use another "
+                "cache directory or turn the cache off"
+            ) from exc
+
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
         """Store one chunk of ``(m,)`` keys and ``(m, d)`` float32 vectors, atomically."""
         if len(keys) == 0:
@@ -190,7 +204,11 @@ class EmbeddingCache:
 
 @contextlib.contextmanager
 def quiet_hf(enabled: bool) -> Iterator[None]:
-    """Silence transformers' loading bars and info logs while ``enabled`` (restored after)."""
+    """Silence transformers' loading bars and info logs while ``enabled`` (restored after).
+
+    The GGUF de-quantising bar of transformers ignores its own progress-bar switch (it calls
+    ``tqdm`` directly), so that module's ``tqdm`` is replaced by a disabled one for the duration.
+    """
     if not enabled:
         yield
         return
@@ -199,16 +217,61 @@ def quiet_hf(enabled: bool) -> Iterator[None]:
     except ImportError:  # pragma: no cover
         yield
         return
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - older or trimmed transformers
+        gguf_utils = None
+    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
     was_bar = hf_logging.is_progress_bar_enabled()
     level = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    if gguf_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
+        if gguf_tqdm is not None:
+            gguf_utils.tqdm = gguf_tqdm
         hf_logging.set_verbosity(level)
         if was_bar:
             hf_logging.enable_progress_bar()
+
+
+def _hub_unreachable(exc: BaseException) -> bool:
+    """Whether a loading error (or its cause) says the hub could not be reached."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = type(e).__name__
+        text = str(e).lower()
+        if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or (
+            "couldn't connect" in text or "offline mode" in text
+        ):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def model_unavailable(name: str, exc: BaseException) -> ResourceError | None:
+    """A one-line :class:`~signrm.errors.ResourceError` for a hub model ``name`` that failed to
+    load because it is not stored locally and the hub cannot be reached; None for other errors."""
+    if not (_hub_offline() or _hub_unreachable(exc)):
+        return None
+    why = "offline (HF_HUB_OFFLINE=1)" if _hub_offline() else "unreachable"
+    return ResourceError(
+        f"model {name!r} could not be found locally and the Hugging Face hub is {why}; use a "
+        "local model folder or file, a packaged model (minilm, smollm2), or download it first"
+    )
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -229,6 +292,7 @@ class Encoder(ABC):
 
     #: short name of the encoder family, stored in ``encoder.json``
     kind: str = "base"
+    _call_progress: bool | None = None  # show_progress= of the running encode() call
 
     def __init__(
         self,
@@ -295,6 +359,15 @@ class Encoder(ABC):
             prompts = [str(p) for p in prompts]
             if len(prompts) != len(texts):
                 raise ValueError(f"{len(prompts)} prompts for {len(texts)} texts")
+        previous, self._call_progress = self._call_progress, show_progress
+        try:
+            return self._encode_all(texts, prompts, show_progress)
+        finally:
+            self._call_progress = previous
+
+    def _encode_all(
+        self, texts: list[str], prompts: list[str] | None, show_progress: bool | None
+    ) -> np.ndarray:
         n = len(texts)
         if n == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -309,9 +382,11 @@ class Encoder(ABC):
         found = cache.get(list(first)) if cache is not None else {}
         todo = [i for k, i in first.items() if k not in found]
         if todo:
+            if cache is not None:
+                cache.ensure_writable()  # fail now, not after computing everything
             dim = self.dim
             if cache is not None and found and next(iter(found.values())).shape[0] != dim:
-                raise RuntimeError(
+                raise EncoderError(
                     f"embedding cache {cache.dir} holds {next(iter(found.values())).shape[0]}-d "
                     f"vectors but the encoder gives {dim}-d ones; delete that directory"
                 )
@@ -341,7 +416,11 @@ class Encoder(ABC):
                         f"{type(self).__name__} returned shape {out.shape}, expected {(len(idx), dim)}"
                     )
                 if not np.isfinite(out).all():
-                    raise RuntimeError(f"{type(self).__name__} produced non-finite features")
+                    bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+                    raise EncoderError(
+                        f"{self.describe()} produced non-finite features (NaN or inf), e.g. for "
+                        f"the text {batch_t[bad][:60]!r}"
+                    )
                 for j, i in enumerate(idx):
                     computed[keys[i]] = out[j]
                     pend_keys.append(keys[i])
@@ -363,8 +442,14 @@ class Encoder(ABC):
         return out
 
     def progress_enabled(self, override: bool | None = None) -> bool:
-        """Whether to show progress: ``override``, else ``show_progress``, else stderr is a TTY."""
-        value = self.show_progress if override is None else override
+        """Whether to show progress: ``override``, else the ``show_progress`` of the running
+        :meth:`encode` call (so that loading the model inside it is quiet too), else the
+        encoder's ``show_progress``, else whether stderr is a TTY."""
+        value = override
+        if value is None:
+            value = self._call_progress
+        if value is None:
+            value = self.show_progress
         return sys.stderr.isatty() if value is None else bool(value)
 
     def describe(self) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from signrm.embed.base import Encoder, default_cache_dir, quiet_hf
+from signrm.embed.base import Encoder, default_cache_dir, model_unavailable, quiet_hf
 from signrm.embed.sentence import model_fingerprint
 
 __all__ = ["CausalLMEncoder", "SMOLLM2_ID", "packaged_smollm2_gguf", "last_token_index"]
@@ -168,8 +168,16 @@ class CausalLMEncoder(Encoder):
         else:
             src, kwargs = self._path, {}
         local = Path(src).exists()
-        tok = AutoTokenizer.from_pretrained(src, local_files_only=local, **kwargs)
-        lm = AutoModel.from_pretrained(src, local_files_only=local, dtype=torch.float32, **kwargs)
+        try:
+            tok = AutoTokenizer.from_pretrained(src, local_files_only=local, **kwargs)
+            lm = AutoModel.from_pretrained(
+                src, local_files_only=local, dtype=torch.float32, **kwargs
+            )
+        except OSError as exc:
+            err = None if local else model_unavailable(src, exc)
+            if err is None:
+                raise
+            raise err from exc
         if self._gguf is not None and self.convert_gguf and "gguf_file" in kwargs:
             self._save_converted(lm, tok, _converted_dir(self._gguf))
         lm.to(self.device)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from signrm.embed.base import Encoder, quiet_hf
+from signrm.embed.base import Encoder, model_unavailable, quiet_hf
 
 __all__ = ["SentenceEncoder", "MINILM_ID", "packaged_minilm_path", "model_fingerprint"]
 
@@ -116,10 +116,16 @@ class SentenceEncoder(Encoder):
                     "SentenceEncoder needs sentence-transformers: pip install 'signrm[text]'"
                 ) from exc
             local = Path(self._path).exists()
-            with quiet_hf(not self.progress_enabled()):
-                self._st = SentenceTransformer(
-                    self._path, device=self.device, local_files_only=local
-                )
+            try:
+                with quiet_hf(not self.progress_enabled()):
+                    self._st = SentenceTransformer(
+                        self._path, device=self.device, local_files_only=local
+                    )
+            except OSError as exc:
+                err = None if local else model_unavailable(self._path, exc)
+                if err is None:
+                    raise
+                raise err from exc
         return self._st
 
     @property

@@ -16,7 +16,9 @@
 An ``annotator_id`` column (any hashable ids) is kept through preprocessing and the collator (TRL
 drops unknown columns by default) and the trainer logs per-annotator accuracy
 (``annotator_accuracy/<id>`` for the first ``max_logged_annotators`` ids, plus the macro mean and
-the minimum over annotators). A ``weight`` column (>= 0) weights each comparison in every loss.
+the minimum over annotators); under DDP the per-annotator counts of all processes are summed
+before each log, so every process logs the same, global, accuracies. A ``weight`` column (>= 0)
+weights each comparison in every loss.
 
 Example (a real model; see the README)::
 
@@ -194,6 +196,8 @@ class SignRewardTrainer(RewardTrainer):
         k = max(1, len(self.annotator_names))
         self._ann = {m: (torch.zeros(k), torch.zeros(k)) for m in ("train", "eval")}
         self.last_annotator_accuracy: dict[str, float] = {}
+        #: comparisons per annotator behind ``last_annotator_accuracy`` (all processes)
+        self.last_annotator_counts: dict[str, int] = {}
 
     # -- data --------------------------------------------------------------------------------
     def _annotator_vocab(self, datasets) -> list[str]:
@@ -300,17 +304,36 @@ class SignRewardTrainer(RewardTrainer):
 
     # -- logging -----------------------------------------------------------------------------
     def annotator_accuracy(self, mode: str = "train") -> dict[str, float]:
-        """Accuracy per annotator id over the comparisons seen since the last log."""
+        """Accuracy per annotator id over the comparisons this process has seen since the last
+        log (the logged values are summed over all processes, see :meth:`log`)."""
         hits, totals = self._ann[mode]
+        return self._accuracy(hits, totals)
+
+    def _accuracy(self, hits: torch.Tensor, totals: torch.Tensor) -> dict[str, float]:
         return {
             name: float(hits[i] / totals[i])
             for i, name in enumerate(self.annotator_names)
             if totals[i] > 0
         }
 
+    def _global_counts(self, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-annotator (correct, total) counts summed over all processes (a collective call
+        under DDP: every process calls it at each log, which the Trainer does)."""
+        hits, totals = self._ann[mode]
+        acc = getattr(self, "accelerator", None)
+        if acc is None or acc.num_processes <= 1:
+            return hits, totals
+        counts = torch.stack([hits, totals]).to(acc.device)
+        counts = acc.reduce(counts, reduction="sum").cpu()
+        return counts[0], counts[1]
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
-        per = self.annotator_accuracy(mode)
+        per: dict[str, float] = {}
+        if self.annotator_names:  # the same on every process, so all take part in the reduce
+            hits, totals = self._global_counts(mode)
+            per = self._accuracy(hits, totals)
+            counts = {n: int(totals[i]) for i, n in enumerate(self.annotator_names) if totals[i]}
         if per:
             prefix = "eval_" if mode == "eval" else ""
             values = list(per.values())
@@ -320,6 +343,7 @@ class SignRewardTrainer(RewardTrainer):
                 logs[f"{prefix}annotator_accuracy/{name}"] = per[name]
             if mode == "eval":
                 self.last_annotator_accuracy = per
+                self.last_annotator_counts = counts
             hits, totals = self._ann[mode]
             hits.zero_()
             totals.zero_()
