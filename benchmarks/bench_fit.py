@@ -120,6 +120,18 @@ def run(name: str, n: int, d: int) -> dict:
     )
 
 
+def _commit() -> str:
+    """The checked-out commit, or ``?`` outside a git checkout."""
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -168,6 +180,8 @@ def main() -> None:
         "machine": platform.machine(),
         "cpus": mp.cpu_count(),
         "load_avg_at_end": list(__import__("os").getloadavg()),
+        "commit": _commit(),
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "n": args.n,
     }
     _write_atomic(out / "bench_fit.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
