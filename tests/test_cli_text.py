@@ -189,6 +189,7 @@ def test_best_of_n(capsys, tmp_path, fitted):
         assert p["index"] == int(np.argmax(p["rewards"]))
         assert p["reward"] == max(p["rewards"])
     assert picks[0]["response"] == "good great" and picks[1]["response"] == "nice clear"
+    assert "best of 2-3 (mean 2.5) candidates for 2 prompts" in err
 
 
 def test_errors_are_one_line(capsys, tmp_path, st_dir, fitted):

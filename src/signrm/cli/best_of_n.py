@@ -92,7 +92,14 @@ def run(args: argparse.Namespace) -> int:
     write_jsonl(args.out, picks)
     gain = float(np.mean([p["reward"] - np.mean(p["rewards"]) for p in picks]))
     say(
-        f"picked best of {len(responses) / len(picks):.1f} candidates for {len(picks)} prompts "
+        f"picked the best of {_count_text([len(p['rewards']) for p in picks])} candidates for "
+        f"{len(picks)} prompts "
         f"(mean reward gain over a random pick {gain:.4f}) -> {args.out}"
     )
     return 0
+
+
+def _count_text(counts: list[int]) -> str:
+    """``"10"`` when every prompt has the same number of candidates, else ``"4-12 (mean 9.5)"``."""
+    lo, hi = min(counts), max(counts)
+    return str(lo) if lo == hi else f"{lo}-{hi} (mean {np.mean(counts):.1f})"
