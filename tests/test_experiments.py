@@ -115,6 +115,18 @@ def test_bad_configs_name_key_and_allowed_values(over, match):
             {"lambdas": [1, -1]},
             r"estimators\.sign\.params\.lambdas=\[1, -1\] is not allowed: lambdas must be",
         ),
+        (
+            "em3",
+            "LatentClassBT",
+            {"n_classes": 0},
+            r"estimators\.em3\.params\.n_classes=0 is not allowed: n_classes must be an integer",
+        ),
+        (
+            "clf",
+            "ClassificationRM",
+            {"backend": "xgboost"},
+            r"estimators\.clf\.params\.backend='xgboost' is not allowed: backend must be 'mlp'",
+        ),
     ],
 )
 def test_estimator_parameter_values_are_checked_before_any_job(

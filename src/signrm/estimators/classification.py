@@ -99,14 +99,8 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
     def head(self) -> str:  # the torch mixin builds an MLP head for the "mlp" backend
         return "mlp"
 
-    def fit(self, data: PreferenceData) -> ClassificationRM:
-        """Fit on comparisons (needs each alternative's features); returns self."""
-        data = self._check_data(data)
-        data.require_alternatives(
-            "ClassificationRM",
-            hint="it classifies single alternatives and has no linear head: fit "
-            "BradleyTerry or SignEstimator with head='linear' on differences instead",
-        )
+    def _validate_params(self) -> None:
+        """Raise ``ValueError`` for a backend no fit can use (before any data are read)."""
         backend = self.backend
         if isinstance(backend, str) and backend not in _BUILTIN:
             raise ValueError(
@@ -117,6 +111,17 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
                 f"backend {type(backend).__name__} has no predict_proba: a probabilistic "
                 "classifier is needed"
             )
+
+    def fit(self, data: PreferenceData) -> ClassificationRM:
+        """Fit on comparisons (needs each alternative's features); returns self."""
+        data = self._check_data(data)
+        data.require_alternatives(
+            "ClassificationRM",
+            hint="it classifies single alternatives and has no linear head: fit "
+            "BradleyTerry or SignEstimator with head='linear' on differences instead",
+        )
+        self._validate_params()
+        backend = self.backend
         self.n_features_in_ = data.n_features
         X, labels, weights, pair = pointwise_examples(data)
         self.n_train_examples_ = int(len(labels))

@@ -99,15 +99,17 @@ class LatentClassBT(PreferenceEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _validate_params(self) -> None:
+        """Raise ``ValueError`` for a parameter value no fit can use (before any data are read)."""
+        for name in ("n_classes", "n_init", "max_iter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
     def fit(self, data: PreferenceData) -> LatentClassBT:
         """Fit by EM on comparisons with user ids; returns self."""
+        self._validate_params()
         K = int(self.n_classes)
-        if K < 1:
-            raise ValueError(f"n_classes must be >= 1, got {self.n_classes}")
-        if int(self.n_init) < 1:
-            raise ValueError(f"n_init must be >= 1, got {self.n_init}")
-        if int(self.max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         data = self._check_data(data)
         users = data.require_users("LatentClassBT")
         uniq, user_idx = np.unique(users, return_inverse=True)
