@@ -261,8 +261,10 @@ def test_probit_mlp_uses_the_margin():
 @pytest.mark.parametrize("param", ["max_iter", "n_init", "n_classes"])
 def test_latent_class_validates_counts(param):
     data, _, _ = planted_classes(0, n_users=10, per_user=5)
-    with pytest.raises(ValueError, match=f"{param} must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=f"{param} must be an integer >= 1, got 0"):
         signrm.LatentClassBT(**{param: 0}).fit(data)
+    with pytest.raises(ValueError, match=f"{param} must be an integer >= 1, got 2.5"):
+        signrm.LatentClassBT(**{param: 2.5}).fit(data)
 
 
 def test_latent_class_predict_is_population_ordering_proba_is_mixture():
