@@ -179,7 +179,10 @@ def test_fit_takes_a_path_and_calibrates_from_disk_blocks(tmp_path, hetero, monk
     assert _angle(mem.coef_, stream.coef_) < 0.05
     for attr in ("agreement_", "zero_one_loss_", "calibration_scale_"):
         assert getattr(stream, attr) == pytest.approx(getattr(mem, attr), rel=1e-3, abs=1e-4)
-    assert signrm.BradleyTerry().fit(out).n_passes_ > 1
+    bt = signrm.BradleyTerry().fit(out)
+    assert bt.n_passes_ > 1
+    with pytest.raises(TypeError, match=r"scores a signrm.PreferenceData.*PreferenceData.read"):
+        bt.decision_function(str(out))
     with pytest.raises(TypeError, match="PreferenceData.read"):
         signrm.ClassificationRM().fit(str(out))
     with pytest.raises(FileNotFoundError, match="no such file"):

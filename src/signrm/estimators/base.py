@@ -83,9 +83,8 @@ class PreferenceEstimator(BaseEstimator):
         self._check_fitted()
         if isinstance(data, (str, os.PathLike)):
             raise TypeError(
-                f"{type(self).__name__}.fit expects a signrm.PreferenceData, got the path "
-                f"{str(data)!r}; load it with PreferenceData.read(path) (only linear BradleyTerry "
-                "and SignEstimator fit a path of Parquet shards or .npy files out of core)"
+                f"{type(self).__name__} scores a signrm.PreferenceData, got the path "
+                f"{str(data)!r}; load it with PreferenceData.read(path)"
             )
         if not isinstance(data, PreferenceData):
             raise TypeError(f"expected a signrm.PreferenceData, got {type(data).__name__}")
