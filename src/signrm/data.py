@@ -21,7 +21,10 @@ import numpy as np
 
 from signrm.errors import option_hint
 
-__all__ = ["PreferenceData", "atomic_write"]
+__all__ = ["PreferenceData", "atomic_write", "FORMATS"]
+
+#: File formats of preference tables, in the order messages list them.
+FORMATS = ("jsonl", "csv", "parquet")
 
 _VALID_LABELS = (0.0, 0.5, 1.0)
 _MAX_ROWS_SHOWN = 5
@@ -689,8 +692,8 @@ def format_of(path: Path, error: type[Exception] = ValueError) -> str:
                ".ndjson": "jsonl", ".json": "jsonl"}  # fmt: skip
     if ext not in mapping:
         raise error(
-            f"{path}: cannot tell the format from the suffix {ext!r}; use .csv, .parquet or "
-            f".jsonl, or pass {option_hint('format', 'csv', 'parquet', 'jsonl')}"
+            f"{path}: cannot tell the format from the suffix {ext!r}; use .jsonl, .csv or "
+            f".parquet, or pass {option_hint('format', *FORMATS)}"
         )
     return mapping[ext]
 

@@ -25,12 +25,13 @@ The streaming solution therefore agrees with the in-memory one to solver toleran
 only after many epochs and a decaying step. Mini-batch training on the chunks is kept as an
 optional warm start (``minibatch_epochs``: Adam epochs on the BT loss, chunk by chunk); it does not
 change the optimum (the penalised BT objective is strictly convex) and, measured on the benchmark
-data, it did not reduce the number of L-BFGS passes, so it is off by default. Multi-process training of torch heads lives in
-:mod:`signrm.train`.
+data, it did not reduce the number of L-BFGS passes, so it is off by default. Multi-process
+training of torch heads lives in :mod:`signrm.train`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import tempfile
@@ -228,8 +229,8 @@ def _validate_chunk(c: Chunk) -> None:
         bad = ~np.isfinite(x)
         if bad.any():
             raise ValueError(
-                f"{c.where_of(name)}: NaN or inf in the {name} features, {_first_rows(bad.any(1), row0)} "
-                "(0-based rows of the whole source)"
+                f"{c.where_of(name)}: NaN or inf in the {name} features, "
+                f"{_first_rows(bad.any(1), row0)} (0-based rows of the whole source)"
             )
     bad = ~np.isin(c.y, _VALID_LABELS)
     if bad.any():
@@ -394,21 +395,25 @@ class ParquetShards(StreamingSource):
             needed += [f] if isinstance(f, str) else list(f)
         needed += [c for c in (self.weight, self.margin) if c is not None]
         self._columns = needed
-        auto_scalar = [p for p in ("a_", "b_", "d_") if any(c.startswith(p) for c in needed)]
+        # Scalar feature columns found by prefix: every shard must hold exactly the first one's,
+        # or a shard's extra features would be silently left out.
+        auto_scalar = (
+            []
+            if explicit_columns
+            else [p for p in ("a_", "b_", "d_") if any(c.startswith(p) for c in needed)]
+        )
         for f, (sch, _) in zip(self.files, meta):
             missing = [c for c in needed if c not in sch.names]
             if missing:
                 raise ValueError(
                     f"{f}: missing column(s) {missing[:5]}; the file has {list(sch.names)[:12]}"
                 )
-            # Scalar feature columns found by prefix: a shard with more of them than the first
-            # would otherwise be read with its extra features silently left out.
             extra = [
                 c
                 for c in sch.names
                 if c not in needed and any(c.startswith(p) for p in auto_scalar)
             ]
-            if extra and f != self.files[0] and not explicit_columns:
+            if extra:
                 raise ValueError(
                     f"{f}: feature column(s) {extra[:5]} are not in {self.files[0].name}; "
                     "all shards must hold the same feature columns"
@@ -829,19 +834,21 @@ def _fit_sign_stages(passes, st, theta0, lambdas, max_iter, tol):
 class _MarginSpool:
     """The final margins, labels and normalised weights of every comparison, on disk.
 
-    Written in one pass (24 bytes per comparison in a temporary file), read back in blocks, so
-    the calibration's memory is one block, not n. Also accumulates the exact agreement, the
-    weight of the non-tie comparisons and the margins' standard deviation (Chan's pairwise
-    update, the population std that ``np.std`` gives in memory).
+    Written in one pass (24 bytes per comparison in a temporary file under ``directory``), read
+    back in blocks, so the calibration's memory is one block, not n; ``directory=None`` writes
+    nothing (the statistics only). Also accumulates the exact agreement, the weight of the
+    non-tie comparisons and the margins' standard deviation (Chan's pairwise update, the
+    population std that ``np.std`` gives in memory).
     """
 
     block_rows = 1 << 16
 
-    def __init__(self, passes, st, theta, label, directory: str) -> None:
-        self.path = Path(directory) / "margins.f8"
+    def __init__(self, passes, st, theta, label, directory: str | None) -> None:
+        self.path = None if directory is None else Path(directory) / "margins.f8"
         self.agreement = self.nontie = 0.0
         count, mean, m2 = 0, 0.0, 0.0
-        with open(self.path, "wb") as fh:
+        sink = open(self.path, "wb") if self.path else contextlib.nullcontext()
+        with sink as fh:
             for c in passes.chunks(label):
                 D = c.differences
                 m = (D @ theta.astype(D.dtype)).astype(np.float64)
@@ -855,7 +862,8 @@ class _MarginSpool:
                 mean += delta * k / total
                 m2 += float(((m - mu) ** 2).sum()) + delta * delta * count * k / total
                 count = total
-                fh.write(np.column_stack([m, c.y, wn]).tobytes())
+                if fh is not None:
+                    fh.write(np.column_stack([m, c.y, wn]).tobytes())
         self.n = count
         self.sd = float(np.sqrt(m2 / count)) if count else 0.0
 
@@ -996,7 +1004,12 @@ def fit_streaming(
             estimator.validation_agreement_ = None
             estimator.objective_ = stages[-1].objective
             estimator.margin_scale_ = stages[-1].scale
-            with tempfile.TemporaryDirectory(prefix="signrm-calibration-") as tmp:
+            spool_dir = (
+                tempfile.TemporaryDirectory(prefix="signrm-calibration-")
+                if estimator.calibrate
+                else contextlib.nullcontext()  # agreement only: nothing to read back
+            )
+            with spool_dir as tmp:
                 spool = _MarginSpool(passes, st, theta, "calibration", tmp)
                 estimator.agreement_ = spool.agreement
                 estimator.zero_one_loss_ = float(

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from signrm.data import format_of, iter_jsonl, open_text
+from signrm.data import FORMATS, format_of, iter_jsonl, open_text
 from signrm.errors import UserError, option_hint
 
 __all__ = ["TextPreferences", "read_text", "read_texts_table", "render_messages"]
@@ -53,31 +53,17 @@ __all__ = ["TextPreferences", "read_text", "read_texts_table", "render_messages"
 _TRL = "trl"
 _PAIR = "pair"
 _OPTIONAL = ("annotator_id", "margin", "weight")
-_FORMATS = ("jsonl", "csv", "parquet")
 _LABELS = {"a": 1.0, "b": 0.0, "tie": 0.5, "1": 1.0, "0": 0.0, "0.5": 0.5, "1.0": 1.0, "0.0": 0.0}
 
 
 # ---------------------------------------------------------------------------------- reading rows
-class _UnknownSuffix(Exception):
-    pass
-
-
 def _format_of(path: Path, format: str | None) -> str:
     if format is not None:
         fmt = format.lower()
-        if fmt not in _FORMATS:
+        if fmt not in FORMATS:
             raise UserError(f"{path}: unknown format {format!r}; use jsonl, csv or parquet")
         return fmt
-    try:
-        return format_of(path, error=_UnknownSuffix)
-    except _UnknownSuffix:
-        suffixes = [s.lower() for s in path.suffixes]
-        if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".xz"):
-            suffixes = suffixes[:-1]
-        raise UserError(
-            f"{path}: cannot tell the format from the suffix {suffixes[-1] if suffixes else ''!r}"
-            f"; use .jsonl, .csv or .parquet, or pass {option_hint('format', *_FORMATS)}"
-        ) from None
+    return format_of(path, error=UserError)
 
 
 def _iter_records(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any]]]:

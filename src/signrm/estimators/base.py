@@ -28,13 +28,21 @@ class PreferenceEstimator(BaseEstimator):
     _saved: tuple[str, ...] = ()
 
     # -------------------------------------------------------------- helpers for subclasses
-    def _check_data(self, data) -> PreferenceData:
+    def _refuse_path(self, data, action: str, note: str = "") -> None:
+        """A path where data are expected: say how to load it (``action``: "fit expects" ...)."""
         if isinstance(data, (str, os.PathLike)):
             raise TypeError(
-                f"{type(self).__name__}.fit expects a signrm.PreferenceData, got the path "
-                f"{str(data)!r}; load it with PreferenceData.read(path) (only linear BradleyTerry "
-                "and SignEstimator fit a path of Parquet shards or .npy files out of core)"
+                f"{type(self).__name__}{action} a signrm.PreferenceData, got the path "
+                f"{str(data)!r}; load it with PreferenceData.read(path){note}"
             )
+
+    def _check_data(self, data) -> PreferenceData:
+        self._refuse_path(
+            data,
+            ".fit expects",
+            " (only linear BradleyTerry and SignEstimator fit a path of Parquet shards or .npy "
+            "files out of core)",
+        )
         if not isinstance(data, PreferenceData):
             raise TypeError(
                 f"{type(self).__name__}.fit expects a signrm.PreferenceData, got "
@@ -81,11 +89,7 @@ class PreferenceEstimator(BaseEstimator):
     def decision_function(self, data: PreferenceData) -> np.ndarray:
         """Margins ``r(a) - r(b)`` of each comparison, shape (n,)."""
         self._check_fitted()
-        if isinstance(data, (str, os.PathLike)):
-            raise TypeError(
-                f"{type(self).__name__} scores a signrm.PreferenceData, got the path "
-                f"{str(data)!r}; load it with PreferenceData.read(path)"
-            )
+        self._refuse_path(data, " scores")
         if not isinstance(data, PreferenceData):
             raise TypeError(f"expected a signrm.PreferenceData, got {type(data).__name__}")
         if data.n_features != self.n_features_in_:

@@ -114,13 +114,13 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
 
     def fit(self, data: PreferenceData) -> ClassificationRM:
         """Fit on comparisons (needs each alternative's features); returns self."""
+        self._validate_params()
         data = self._check_data(data)
         data.require_alternatives(
             "ClassificationRM",
             hint="it classifies single alternatives and has no linear head: fit "
             "BradleyTerry or SignEstimator with head='linear' on differences instead",
         )
-        self._validate_params()
         backend = self.backend
         self.n_features_in_ = data.n_features
         X, labels, weights, pair = pointwise_examples(data)
