@@ -22,11 +22,12 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _runinfo import commit, write_text_atomic
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     meta = {
-        "commit": _commit(),
+        "commit": commit(),
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "python": platform.python_version(),
@@ -240,24 +241,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def write_results(out: Path, rows: list[dict], meta: dict, md: str) -> None:
     """``bench_embed.json`` and ``bench_embed.md`` in ``out``, each atomically."""
-    from signrm.data import atomic_write
-
-    blob = json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
-    atomic_write(out / "bench_embed.json", lambda p: Path(p).write_text(blob, encoding="utf-8"))
-    atomic_write(out / "bench_embed.md", lambda p: Path(p).write_text(md, encoding="utf-8"))
-
-
-def _commit() -> str:
-    """``git rev-parse --short HEAD`` (``+dirty`` with uncommitted changes under src), or ``?``."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
-                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "../src"], cwd=here,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
+    write_text_atomic(
+        out / "bench_embed.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
+    )
+    write_text_atomic(out / "bench_embed.md", md)
 
 
 if __name__ == "__main__":

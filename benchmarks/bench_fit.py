@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _runinfo import commit, write_text_atomic
 
 
 def _rss_mb() -> float:
@@ -120,24 +121,6 @@ def run(name: str, n: int, d: int) -> dict:
     )
 
 
-def _commit() -> str:
-    """The checked-out commit, or ``?`` outside a git checkout."""
-    import subprocess
-
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=43_834)
@@ -180,11 +163,11 @@ def main() -> None:
         "machine": platform.machine(),
         "cpus": mp.cpu_count(),
         "load_avg_at_end": list(__import__("os").getloadavg()),
-        "commit": _commit(),
+        "commit": commit(),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "n": args.n,
     }
-    _write_atomic(out / "bench_fit.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write_text_atomic(out / "bench_fit.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         "| estimator | d | seconds | x LogisticRegression | peak RSS (MB) | angle to theta_bar (deg) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -194,7 +177,7 @@ def main() -> None:
             f"| {r['estimator']} | {r['d']} | {r['seconds']:.2f} | {r['x_reference']:.2f} | "
             f"{r.get('peak_rss_mb', float('nan')):.0f} | {r.get('angular_error_deg', float('nan')):.1f} |"
         )
-    _write_atomic(out / "bench_fit.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / "bench_fit.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -29,7 +29,6 @@ import platform
 import resource
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+from _runinfo import commit, write_text_atomic
 from scipy import special
 
 METHODS = [
@@ -287,15 +287,11 @@ def _fmt(v, spec=".2f"):
     return format(v, spec)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def report(rows: list[dict], meta: dict, out: Path, plot: Path | None) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "bench_scaling.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write_text_atomic(
+        out / "bench_scaling.json", json.dumps({"meta": meta, "rows": rows}, indent=2)
+    )
     keys = [
         "method", "n", "d", "seconds", "peak_rss_mb", "fit_extra_mb", "angle_to_theta_bar_deg",
         "status", "n_iter", "rounds", "passes", "angle_to_in_memory_deg",
@@ -305,7 +301,7 @@ def report(rows: list[dict], meta: dict, out: Path, plot: Path | None) -> str:
     w.writeheader()
     for r in rows:
         w.writerow(r)
-    _write_atomic(out / "bench_scaling.csv", buf.getvalue())
+    write_text_atomic(out / "bench_scaling.csv", buf.getvalue())
     lines = [
         f"Machine: {meta['cpus']} CPUs, Python {meta['python']}, numpy {meta['numpy']}, "
         f"seed {meta['seed']}; one fresh process per fit, median of {meta.get('repeats', 1)} "
@@ -370,7 +366,7 @@ def report(rows: list[dict], meta: dict, out: Path, plot: Path | None) -> str:
             if parts:
                 lines.append(f"- n = {n:,}, d = {d}: " + "; ".join(parts))
     text = "\n".join(lines) + "\n"
-    _write_atomic(out / "bench_scaling.md", text)
+    write_text_atomic(out / "bench_scaling.md", text)
     if plot is not None:
         _plot(rows, plot)
     return text
@@ -457,7 +453,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "seed": args.seed,
         "repeats": args.repeats,
-        "commit": _commit(),
+        "commit": commit(),
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_avg_start": [round(v, 1) for v in os.getloadavg()],
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
@@ -500,18 +496,6 @@ def main() -> None:
                   f"angle to in-memory {row.get('angle_to_in_memory_deg')}", flush=True)  # fmt: skip
     meta["load_avg_end"] = [round(v, 1) for v in os.getloadavg()]
     print(report(rows, meta, out, Path(args.plot) if args.plot else None))
-
-
-def _commit() -> str:
-    """The checked-out commit (with ``+dirty`` for uncommitted changes), or ``?``."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True).stdout.strip()  # fmt: skip
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
 
 
 if __name__ == "__main__":
