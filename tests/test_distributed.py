@@ -1,4 +1,8 @@
-"""DDP training (torchrun, gloo on CPU): 2 processes reach the 1-process solution."""
+"""Fits under torch.distributed (torchrun, gloo on CPU): 2 processes reach the 1-process solution.
+
+Every rank runs the estimator's own ``fit``; the engine shares the work (the torch trainer's
+batches for MLP heads, the L-BFGS sums for linear heads).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import numpy as np
 import pytest
 
 import signrm
-from signrm.train import fit_distributed
 
 # (name, estimator factory source, estimator kwargs)
 CONFIGS = {
@@ -35,17 +38,46 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import torch, torch.distributed as dist
     import signrm
-    from signrm.train import fit_distributed
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     data = signrm.PreferenceData.read(sys.argv[1])
     configs = json.loads(open(sys.argv[2]).read())
+    runs = {}
     for name, (cls, kw) in configs.items():
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
-        est = fit_distributed(getattr(signrm, cls)(**kw), data)
+        est = getattr(signrm, cls)(**kw).fit(data)
+        history = getattr(est, "history_", None)
+        runs[name] = None if history is None else [history.world_size, len(history.epochs)]
         if dist.get_rank() == 0:
             est.save(f"{sys.argv[3]}/{name}")
+    if dist.get_rank() == 0:
+        open(f"{sys.argv[3]}/runs.json", "w").write(json.dumps(runs))
+    dist.barrier()
+    dist.destroy_process_group()
+    """
+)
+
+# Degenerate data: every rank raises the error the in-memory fit raises (before any collective).
+ERROR_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import torch, torch.distributed as dist
+    import signrm
+    from signrm.train import load_data
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    errors = {}
+    for path in sys.argv[2:]:
+        for cls, kw in json.loads(sys.argv[1]):
+            try:
+                getattr(signrm, cls)(**kw).fit(load_data(path))
+                errors[f"{path} {cls} {kw}"] = None
+            except ValueError as exc:
+                errors[f"{path} {cls} {kw}"] = f"{type(exc).__name__}: {exc}"
+    out = f"{sys.argv[2]}.rank{dist.get_rank()}.json"
+    open(out, "w").write(json.dumps(errors))
     dist.barrier()
     dist.destroy_process_group()
     """
@@ -89,11 +121,14 @@ def test_two_processes_match_one(tmp_path):
     _torchrun(2, [str(tmp_path / "run.py"), str(tmp_path / "train.parquet"),
                   str(tmp_path / "configs.json"), str(tmp_path)])  # fmt: skip
     train = signrm.PreferenceData.read(tmp_path / "train.parquet")
+    runs = json.loads((tmp_path / "runs.json").read_text())
     for name, (cls, kw) in CONFIGS.items():
-        one = fit_distributed(getattr(signrm, cls)(**kw, **COMMON), train)  # no process group
+        one = getattr(signrm, cls)(**kw, **COMMON).fit(train)  # no process group
         two = signrm.load(tmp_path / name)
-        assert two.metadata_["world_size"] == 2 and one.world_size_ == 1
-        assert two.metadata_["epochs"] == len(one.history_.epochs), name
+        if kw.get("head") == "linear":  # L-BFGS on both paths (no torch trainer)
+            assert runs[name] is None and not hasattr(one, "history_"), name
+        else:  # the same epochs, early stopping and kept epoch on 2 processes as on 1
+            assert runs[name] == [2, len(one.history_.epochs)] and one.history_.world_size == 1
         print(name, "angle" if kw.get("head") == "linear" else "score diff",
               _angle(one.coef_, two.coef_) if kw.get("head") == "linear"
               else abs(one.score(test) - two.score(test)), "score", two.score(test))  # fmt: skip
@@ -129,12 +164,25 @@ def test_cli_nproc_2(tmp_path):
 
 
 def test_batch_must_split_evenly():
-    from signrm.train import _Ctx, _local_batch
+    from signrm.engine.group import ProcessGroup
+    from signrm.engine.torch_train import local_batch_size
 
-    ctx = _Ctx()
-    ctx.world = 3
     with pytest.raises(ValueError, match="multiple of the number of processes"):
-        _local_batch(128, ctx)
+        local_batch_size(128, ProcessGroup(rank=0, world_size=3))
+    assert local_batch_size(128, ProcessGroup(rank=1, world_size=2)) == 64
+
+
+def test_one_process_order_is_the_distributed_samplers():
+    """With a group of one, the epoch order is the permutation DistributedSampler draws."""
+    from torch.utils.data import DistributedSampler
+
+    from signrm.engine.group import ProcessGroup
+    from signrm.engine.torch_train import epoch_order
+
+    for epoch in (0, 3):
+        sampler = DistributedSampler(range(50), num_replicas=1, rank=0, seed=11)
+        sampler.set_epoch(epoch)
+        assert epoch_order(50, 11, epoch, ProcessGroup()).tolist() == list(sampler)
 
 
 def test_launch_rejects_bad_nproc():
@@ -142,3 +190,115 @@ def test_launch_rejects_bad_nproc():
 
     with pytest.raises(ValueError, match="nproc"):
         launch(0, [])
+
+
+def _degenerate_files(tmp_path):
+    """Parquet files that no estimator can learn from: all ties; all weights zero; weight only
+    on ties."""
+    import pandas as pd
+
+    data = _make_data(2, n=40, d=3)
+    data.write(tmp_path / "base.parquet")
+    df = pd.read_parquet(tmp_path / "base.parquet")
+    ties = df.assign(label=0.5)
+    zero = df.assign(weight=0.0)
+    tie_weight_only = df.assign(label=[0.5] * 20 + [1.0] * 20, weight=[1.0] * 20 + [0.0] * 20)
+    paths = []
+    for name, frame in (("ties", ties), ("zero_weight", zero), ("tie_weight", tie_weight_only)):
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+        paths.append(str(tmp_path / f"{name}.parquet"))
+    return paths
+
+
+DEGENERATE_ESTIMATORS = [
+    ("SignEstimator", {"head": "mlp", "hidden_sizes": [8], "max_epochs": 1}),
+    ("SignEstimator", {}),
+    ("BradleyTerry", {"head": "mlp", "hidden_sizes": [8], "max_epochs": 1}),
+    ("BradleyTerry", {}),
+    ("ClassificationRM", {"hidden_sizes": [8], "max_epochs": 1}),
+]
+
+
+def test_degenerate_data_same_error_on_one_and_two_processes(tmp_path):
+    from signrm.train import load_data
+
+    paths = _degenerate_files(tmp_path)
+    one = {}
+    for path in paths:
+        for cls, kw in DEGENERATE_ESTIMATORS:
+            with pytest.raises(ValueError) as info:
+                getattr(signrm, cls)(**kw).fit(load_data(path))
+            one[f"{path} {cls} {kw}"] = f"{type(info.value).__name__}: {info.value}"
+    (tmp_path / "run.py").write_text(ERROR_SCRIPT)
+    _torchrun(2, [str(tmp_path / "run.py"), json.dumps(DEGENERATE_ESTIMATORS), *paths])
+    for rank in (0, 1):
+        two = json.loads((tmp_path / f"ties.parquet.rank{rank}.json").read_text())
+        assert two == one, rank
+    messages = set(one.values())
+    assert "ValueError: every comparison is a tie: there is nothing to learn" in messages
+    assert any("weight: all weights are zero" in m for m in messages)
+    assert any("every non-tie comparison has zero weight" in m for m in messages)
+
+
+def test_degenerate_data_error_from_the_command(tmp_path, capsys):
+    from signrm.cli import main as cli_main
+    from signrm.train import main
+
+    ties, zero, _ = _degenerate_files(tmp_path)
+    for path, message in ((ties, "every comparison is a tie"), (zero, "all weights are zero")):
+        argv = ["--data", path, "--out", str(tmp_path / "m"), "--hidden", "8", "--quiet"]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+        assert cli_main(["train", *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_degenerate_data_error_from_the_command_on_two_processes(tmp_path):
+    ties = _degenerate_files(tmp_path)[0]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signrm.train",
+            "--nproc",
+            "2",
+            "--data",
+            ties,
+            "--out",
+            str(tmp_path / "m"),
+            "--hidden",
+            "8",
+            "--quiet",
+        ],  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert res.returncode != 0
+    for rank in (0, 1):
+        assert f"error (rank {rank} of 2): every comparison is a tie" in res.stderr
+
+
+def test_train_help(capsys):
+    from signrm.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as info:
+        cli_main(["train", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: signrm train" in out and "--nproc" in out and "--estimator" in out
+    res = subprocess.run(
+        [sys.executable, "-m", "signrm.train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "usage: python -m signrm.train" in res.stdout and "--nproc" in res.stdout
+    from signrm.cli import build_parser
+
+    assert "train" in build_parser().format_help()

@@ -7,6 +7,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score
 
 import signrm
+from signrm.estimators.sign import PAPER_SCHEDULE
+from signrm.losses import resolve_lambdas
 from signrm.metrics import angular_error, spearman
 from tests._sim import homogeneous_bt, item_bt, planted_classes, symmetric_heterogeneity
 
@@ -15,25 +17,37 @@ from tests._sim import homogeneous_bt, item_bt, planted_classes, symmetric_heter
 def test_sign_consistent_bt_biased_under_symmetric_heterogeneity(seed):
     # METHODS.md section 2: BT is 11-14 degrees off, the sign estimator within 3-5.
     data, theta_bar = symmetric_heterogeneity(seed)
+    # The default (cross-fitted bandwidth) is held to the RLHF-relative bar of the adaptive
+    # estimator: at most 0.6x BT's error where BT's error is its population bias; the paper's
+    # fixed schedule to METHODS.md's absolute figure.
     bt = signrm.BradleyTerry().fit(data)
     sign = signrm.SignEstimator().fit(data)
-    assert angular_error(sign.coef_, theta_bar) < 6.0
+    paper = signrm.SignEstimator(**PAPER_SCHEDULE).fit(data)
     assert angular_error(bt.coef_, theta_bar) >= 9.0
-    assert np.linalg.norm(sign.coef_) == pytest.approx(1.0)
-    assert len(sign.stages_) == 5 and sign.stages_[-1]["lam"] == pytest.approx(15)
-    assert -1 <= sign.agreement_ <= 1 and sign.zero_one_loss_ == pytest.approx(
-        (1 - sign.agreement_) / 2
-    )
+    assert angular_error(sign.coef_, theta_bar) < 0.6 * angular_error(bt.coef_, theta_bar)
+    assert angular_error(paper.coef_, theta_bar) < 6.0
+    assert sign.selected_blend_ > 0  # the sign path, not the BT candidate, was chosen
+    for est in (sign, paper):
+        assert np.linalg.norm(est.coef_) == pytest.approx(1.0)
+        assert -1 <= est.agreement_ <= 1 and est.zero_one_loss_ == pytest.approx(
+            (1 - est.agreement_) / 2
+        )
+    assert len(paper.stages_) == 5 and paper.stages_[-1]["lam"] == pytest.approx(15)
 
 
 def test_both_estimators_recover_homogeneous_bt():
-    errs_bt, errs_sign = [], []
+    errs_bt, errs_sign, errs_default = [], [], []
     for seed in range(3):
         data, theta = homogeneous_bt(seed)
         errs_bt.append(angular_error(signrm.BradleyTerry().fit(data).coef_, theta))
-        errs_sign.append(angular_error(signrm.SignEstimator().fit(data).coef_, theta))
-    assert max(errs_bt) < 5 and max(errs_sign) < 5
+        errs_sign.append(
+            angular_error(signrm.SignEstimator(**PAPER_SCHEDULE).fit(data).coef_, theta)
+        )
+        errs_default.append(angular_error(signrm.SignEstimator().fit(data).coef_, theta))
+    assert max(errs_bt) < 5 and max(errs_sign) < 5 and max(errs_default) < 5
     assert np.mean(errs_bt) < np.mean(errs_sign)  # MLE is efficient when BT is true
+    # the default's BT candidate keeps it at RLHF's level there (not the pure sign fit's)
+    assert np.mean(errs_default) < 1.1 * np.mean(errs_bt)
 
 
 def test_linear_bt_matches_sklearn_logistic_regression():
@@ -67,11 +81,12 @@ def test_ties_weights_and_margins():
     sign = signrm.SignEstimator().fit(tied)
     assert angular_error(sign.coef_, theta) < 8
     # a weight of 0 on half the data is the same as dropping it (sign estimator)
+    # (the fixed schedule: the default's folds hash row indices, which dropping rows renumbers)
     w = np.where(np.arange(len(y)) % 2 == 0, 1.0, 0.0)
-    weighted = signrm.SignEstimator().fit(
+    weighted = signrm.SignEstimator(**PAPER_SCHEDULE).fit(
         signrm.PreferenceData.from_arrays(data.xa, data.xb, y, weight=w)
     )
-    dropped = signrm.SignEstimator().fit(tied.subset(np.arange(0, len(y), 2)))
+    dropped = signrm.SignEstimator(**PAPER_SCHEDULE).fit(tied.subset(np.arange(0, len(y), 2)))
     assert angular_error(weighted.coef_, dropped.coef_) < 0.5
     # a TRL-style margin shrinks nothing when zero, and a positive margin grows the coefficients
     zero = signrm.BradleyTerry().fit(
@@ -205,14 +220,41 @@ def test_predict_and_proba_consistent():
 
 def test_sign_cv_stage_selection():
     data, theta_bar = symmetric_heterogeneity(0, n=20_000)
-    est = signrm.SignEstimator(select_stage="cv", cv_folds=3).fit(data)
-    assert len(est.validation_agreement_) == 5
-    chosen = int(np.argmax(est.validation_agreement_))
-    assert est.selected_lambda_ == pytest.approx(est.stages_[-1]["lam"])
-    assert len(est.stages_) == chosen + 1
-    assert angular_error(est.coef_, theta_bar) < 8
+    est = signrm.SignEstimator(cv_folds=3).fit(data)
+    scores = np.array(est.cv_scores_)
+    assert scores.shape[1] == len(est.blends) and 1 <= scores.shape[0] <= est.n_stages
+    assert np.all(scores[:, 0] == scores[0, 0])  # blend 0 is the BT candidate at every stage
+    assert est.validation_agreement_ == list(scores[:, -1])
+    assert 0 <= est.selected_blend_ <= 1
+    if est.selected_blend_ > 0:
+        assert est.selected_lambda_ in resolve_lambdas(est.lambdas, est.n_stages)
+    bt = signrm.BradleyTerry().fit(data)
+    assert angular_error(est.coef_, theta_bar) < 0.8 * angular_error(bt.coef_, theta_bar)
+    # the scores do not depend on the rule; the plain argmax (slack 0) takes the best of them
+    argmax = signrm.SignEstimator(cv_folds=3, cv_slack=0.0).fit(data)
+    assert argmax.cv_scores_ == est.cv_scores_
+    lams = list(resolve_lambdas(est.lambdas, est.n_stages))
+    b = list(est.blends).index(argmax.selected_blend_)
+    j = lams.index(argmax.selected_lambda_) if argmax.selected_blend_ > 0 else 0
+    assert scores[j, b] == scores.max()
+    assert argmax.selected_blend_ >= est.selected_blend_ or (
+        argmax.selected_lambda_ >= est.selected_lambda_
+    )
     with pytest.raises(ValueError, match="select_stage must be"):
         signrm.SignEstimator(select_stage="validation").fit(data)
+
+
+def test_sign_cv_falls_back_to_bt_on_homogeneous_data():
+    """Where BT is the true model (and efficient) the default stays at or near RLHF's direction
+    on most seeds: the sign path does not beat it out of sample by more than noise."""
+    blends = []
+    for seed in range(3):
+        data, theta = homogeneous_bt(seed)
+        est = signrm.SignEstimator().fit(data)
+        bt = signrm.BradleyTerry().fit(data)
+        assert angular_error(est.coef_, theta) < 1.1 * angular_error(bt.coef_, theta) + 0.5
+        blends.append(est.selected_blend_)
+    assert np.mean(blends) <= 0.5
 
 
 def test_sign_estimator_says_why_there_is_no_starting_point():

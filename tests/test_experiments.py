@@ -389,7 +389,7 @@ def _fake_bt_vs_clf(tmp_path):
 
 
 def test_bt_vs_clf_report_states_findings_setting_by_setting(tmp_path):
-    from signrm.experiments.report import bt_vs_clf_findings, bt_vs_clf_robustness
+    from signrm.experiments.analysis import bt_vs_clf_findings, bt_vs_clf_robustness
 
     df = _fake_bt_vs_clf(tmp_path)
     f1, f2 = bt_vs_clf_findings(df)

@@ -75,7 +75,7 @@ def test_best_of_n_and_spearman():
 
 
 def test_probit_loss_margin_matches_the_linear_solver():
-    from signrm.estimators._linear import fit_bt_linear
+    from signrm.engine.linear import fit_bt_arrays as fit_bt_linear
 
     D = np.array([[0.5, 1.0], [-1.0, 0.2], [2.0, -0.3], [0.3, 0.4], [-0.7, -1.1]])
     y = np.array([1.0, 0.0, 0.5, 1.0, 0.0])

@@ -71,9 +71,10 @@ def test_sign_estimator_keeps_stage_selection(tmp_path):
     cv = signrm.SignEstimator(select_stage="cv", cv_folds=2).fit(data)
     back = signrm.load(cv.save(tmp_path / "cv"))
     assert back.selected_lambda_ == cv.selected_lambda_
+    assert back.selected_blend_ == cv.selected_blend_
     assert back.validation_agreement_ == cv.validation_agreement_
-    assert len(back.validation_agreement_) == 5
-    last = signrm.SignEstimator().fit(data)
+    assert back.cv_scores_ == cv.cv_scores_ and len(back.cv_scores_) >= 1
+    last = signrm.SignEstimator(lambdas=(1, 15), n_stages=5, select_stage="last").fit(data)
     back = signrm.load(last.save(tmp_path / "last"))
     assert back.selected_lambda_ == last.selected_lambda_ == 15.0
     assert back.validation_agreement_ is None

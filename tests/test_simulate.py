@@ -278,9 +278,8 @@ def test_twin_panel_asymmetric_variant():
         load_twin_panel("other")
 
 
-def test_population_diagnostics_on_methods_example():
-    from signrm.simulate import population_diagnostics
-
+def _methods_example():
+    """METHODS.md section 2's worked example (d = 8) and items X with D ~ N(0, I)."""
     pop = make_population(
         "exp_two_point",
         n_personas=400,
@@ -289,7 +288,134 @@ def test_population_diagnostics_on_methods_example():
         scale_dist="none",
         random_state=0,
     )
-    X = np.random.default_rng(0).standard_normal((20000, 8)) / np.sqrt(2)
+    return pop, np.random.default_rng(0).standard_normal((20000, 8)) / np.sqrt(2)
+
+
+def test_population_diagnostics_on_methods_example():
+    from signrm.simulate import population_diagnostics
+
+    pop, X = _methods_example()
     diag = population_diagnostics(pop, X, n_pairs=40_000)
     assert diag["condition_rate"] == 1.0
     assert 9 < diag["bt_bias_deg"] < 16  # METHODS.md: pooled MLE 11-14 degrees off
+
+
+# --- the battery of annotator pools -------------------------------------------------------------
+
+
+def _ordering_condition_rate(pop, D):
+    return float(np.mean((_pop_prob(pop, D) > 0.5) == (D @ pop.mean_utility() > 0)))
+
+
+@pytest.mark.parametrize("dim", [8, 384])
+def test_battery_panels_are_seeded_and_shaped(dim):
+    from signrm.simulate import BATTERY_NAMES, battery, make_battery_population
+
+    panels = battery(0.5, dim, random_state=3)
+    assert tuple(panels) == BATTERY_NAMES
+    for name, pop in panels.items():
+        again = make_battery_population(name, 0.5, dim, random_state=3)
+        np.testing.assert_array_equal(pop.thetas, again.thetas)
+        assert pop.thetas.shape == (200, dim) and np.isfinite(pop.thetas).all()
+        assert np.all(pop.thetas[:, 6:] == 0)  # tastes live on the first 6 coordinates
+        assert pop.info["battery"] == name and pop.info["coupling"] == 0.5
+    X = np.random.default_rng(0).standard_normal((300, dim))
+    data = simulate_comparisons(panels["experts_crowd"], X, 500, random_state=0)
+    assert len(data) == 500 and data.n_features == dim
+
+
+def test_battery_coupling_changes_only_confidence():
+    from signrm.simulate import BATTERY_NAMES, make_battery_population
+
+    for name in BATTERY_NAMES:
+        lo, hi = (make_battery_population(name, c, 8, random_state=1) for c in (0.0, 1.0))
+        # same tastes: each persona's direction is unchanged, only its norm moves
+        cos = np.sum(lo.thetas * hi.thetas, axis=1) / (lo.confidences() * hi.confidences())
+        np.testing.assert_allclose(cos, 1.0, atol=1e-12)
+        # the marginal of confidence does not depend on coupling (log scale: Pareto tails)
+        log_sd = [np.log(q.confidences()).std() for q in (lo, hi)]
+        assert 0.7 < log_sd[0] / log_sd[1] < 1.4, (name, log_sd)
+
+
+def test_decisive_minority_is_the_confident_group_only_when_coupled():
+    from signrm.simulate import make_battery_population
+
+    ratios = {}
+    for c in (0.0, 1.0):
+        pop = make_battery_population("decisive_minority", c, 8, random_state=0)
+        group = pop.info["group"]
+        assert group.mean() == 0.15
+        s = pop.info["persona_confidence"]
+        np.testing.assert_allclose(s.mean(), 1.0)
+        ratios[c] = s[group].mean() / s[~group].mean()
+        if c == 1.0:  # fully tied: the minority holds the most decisive 15 % of the pool
+            assert s[group].min() > s[~group].max()
+    assert ratios[1.0] / ratios[0.0] > 3  # lognormal(1) top 15 % vs rest: about 5x
+    assert 3 < ratios[1.0] < 10
+
+
+@pytest.mark.parametrize("coupling", [0.0, 0.5, 1.0])
+def test_battery_symmetric_panel_keeps_the_ordering_condition(coupling):
+    from signrm.simulate import make_battery_population
+
+    D = np.random.default_rng(0).standard_normal((20000, 8))
+    pop = make_battery_population("symmetric", coupling, 8, random_state=2)
+    assert pop.info["symmetric"]
+    assert _ordering_condition_rate(pop, D) == 1.0
+    heavy = make_battery_population("heavy_tailed", coupling, 8, random_state=2)
+    assert heavy.info["symmetric"] == (coupling == 0.0)
+    if coupling == 0.0:
+        assert _ordering_condition_rate(heavy, D) == 1.0
+    else:  # decisive axis-0 lovers: the condition fails on a measurable share of pairs
+        assert _ordering_condition_rate(heavy, D) < 0.99
+
+
+def test_battery_rejects_bad_names_and_couplings():
+    from signrm.simulate import make_battery_population
+
+    with pytest.raises(ValueError, match="battery panel 'cauchy' is not allowed.*symmetric"):
+        make_battery_population("cauchy")
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="coupling=.* expected a number in \\[0, 1\\]"):
+            make_battery_population("skewed", bad)
+    with pytest.raises(ValueError, match="n_personas=201 is odd"):
+        make_battery_population("symmetric", n_personas=201)
+    with pytest.raises(ValueError, match="dim >= 2"):
+        make_battery_population("skewed", dim=1)
+
+
+def test_population_bt_bias_matches_diagnostics_and_takes_a_pair_sampler():
+    from signrm.simulate import population_bt_bias, population_diagnostics
+
+    pop, X = _methods_example()
+    bias = population_bt_bias(pop, X, n_pairs=40_000)
+    assert bias == population_diagnostics(pop, X, n_pairs=40_000)["bt_bias_deg"]
+    gauss = population_bt_bias(pop, lambda n, rng: rng.standard_normal((n, 8)), n_pairs=40_000)
+    assert 9 < gauss < 16 and abs(gauss - bias) < 1.5  # METHODS.md: 11-14 degrees
+    homo = make_population("homogeneous", n_personas=10, dim=8, scale_dist="none")
+    assert population_bt_bias(homo, X, n_pairs=5000) < 1e-4  # BT is exact without heterogeneity
+    with pytest.raises(ValueError, match="pair sampler: expected differences of shape"):
+        population_bt_bias(pop, lambda n, rng: rng.standard_normal((n, 3)).T, n_pairs=100)
+
+
+def test_twin_panel_battery_variants():
+    from signrm.simulate import BATTERY_NAMES, TWIN_VARIANTS
+
+    assert {f"battery-{b}" for b in BATTERY_NAMES} <= set(TWIN_VARIANTS)
+    tp = load_twin_panel("battery-decisive_minority@0.3")
+    again = load_twin_panel("battery-decisive_minority@0.3")
+    np.testing.assert_array_equal(tp.population.thetas, again.population.thetas)
+    assert tp.population.n_personas == 200 and tp.population.info["coupling"] == 0.3
+    assert tp.persona_weights.shape == (200, 6) and len(tp.persona_descriptions()) == 200
+    tb = tp.population.mean_utility()
+    A = tp.axis_vectors.astype(np.float64)
+    np.testing.assert_allclose(A.T @ (A @ tb), tb, atol=1e-6 * np.linalg.norm(tb))
+    assert load_twin_panel("battery-skewed").population.info["coupling"] == 0.7  # the default
+    sym = load_twin_panel("battery-symmetric@1")
+    assert sym.population.info["symmetric"]
+    D = np.random.default_rng(0).standard_normal((5000, 384)) * 0.05
+    assert _ordering_condition_rate(sym.population, D) == 1.0
+    with pytest.raises(ValueError, match="coupling after '@' must be a number"):
+        load_twin_panel("battery-skewed@high")
+    with pytest.raises(ValueError, match="battery panel 'other' is not allowed"):
+        load_twin_panel("battery-other")

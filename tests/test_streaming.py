@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import signrm
-from signrm.streaming import NpyPair, ParquetShards, fit_streaming, open_source
+from signrm.streaming import NpyPair, ParquetShards, open_source
 
 
 def _angle(a, b) -> float:
@@ -114,12 +114,18 @@ def test_scalar_columns_written_by_preference_data(tmp_path, hetero):
     assert _angle(mem.coef_, signrm.BradleyTerry().fit(src).coef_) < 0.05
 
 
-def test_minibatch_warm_start_same_optimum(tmp_path, hetero):
+def test_cv_bandwidth_streams_and_agrees_with_memory(tmp_path, hetero):
+    """The default (cross-validated) sign fit is the same on shards as in memory: folds are a hash
+    of the global row index, not of the chunking."""
     xa, xb, y, _ = hetero
-    src = ParquetShards(_write_shards(tmp_path, xa, xb, y), chunk_rows=2000)
-    a = signrm.BradleyTerry().fit(src)
-    b = fit_streaming(signrm.BradleyTerry(random_state=0), src, minibatch_epochs=1)
-    assert _angle(a.coef_, b.coef_) < 0.1
+    data = signrm.PreferenceData.from_arrays(xa, xb, y)
+    mem = signrm.SignEstimator().fit(data)
+    src = ParquetShards(_write_shards(tmp_path, xa, xb, y), chunk_rows=700)
+    stream = signrm.SignEstimator().fit(src)
+    assert stream.selected_lambda_ == mem.selected_lambda_
+    assert stream.selected_blend_ == mem.selected_blend_
+    assert _angle(mem.coef_, stream.coef_) < 1e-3
+    assert np.allclose(stream.cv_scores_, mem.cv_scores_, atol=1e-9)
 
 
 def test_bad_shards_name_file_column_row(tmp_path):
@@ -155,8 +161,6 @@ def test_bad_shards_name_file_column_row(tmp_path):
         signrm.BradleyTerry().fit(ParquetShards(out))
     with pytest.raises(ValueError, match="not a streaming source"):
         open_source(tmp_path)
-    with pytest.raises(ValueError, match="select_stage"):
-        signrm.SignEstimator(select_stage="cv").fit(NpyPair(_np(tmp_path, xa - xb), None, y))
     with pytest.raises(ValueError, match="linear heads"):
         signrm.BradleyTerry(head="mlp").fit(NpyPair(_np(tmp_path, xa), None, y))
 
@@ -168,12 +172,12 @@ def _np(tmp_path, x):
 
 def test_fit_takes_a_path_and_calibrates_from_disk_blocks(tmp_path, hetero, monkeypatch):
     """A path streams; the calibration read back in many small blocks equals the in-memory one."""
-    import signrm.streaming as streaming
+    from signrm.engine.linear import MarginSpool
 
     xa, xb, y, w = hetero
     data = signrm.PreferenceData.from_arrays(xa, xb, y, weight=w)
     out = _write_shards(tmp_path, xa, xb, y, w)
-    monkeypatch.setattr(streaming._MarginSpool, "block_rows", 997)  # 7 blocks, a partial last
+    monkeypatch.setattr(MarginSpool, "block_rows", 997)  # 7 blocks, a partial last
     mem = signrm.SignEstimator(n_stages=3).fit(data)
     stream = signrm.SignEstimator(n_stages=3).fit(str(out))
     assert _angle(mem.coef_, stream.coef_) < 0.05

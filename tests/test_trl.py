@@ -38,21 +38,20 @@ def tokenizer():
     )
 
 
+def tiny_llama_config(**kw):
+    """A 2-layer Llama config over the test vocabulary (also used by tests/test_dpo.py)."""
+    from transformers import LlamaConfig
+
+    size = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2)
+    heads = dict(num_attention_heads=4, num_key_value_heads=2)
+    return LlamaConfig(vocab_size=len(WORDS) + 3, pad_token_id=0, **size, **heads, **kw)
+
+
 def reward_model(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(WORDS) + 3,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=0,
-    )
-    return LlamaForSequenceClassification(cfg)
+    return LlamaForSequenceClassification(tiny_llama_config(num_labels=1))
 
 
 def dataset(n: int = 64, seed: int = 0):
@@ -67,26 +66,29 @@ def dataset(n: int = 64, seed: int = 0):
     return datasets.Dataset.from_dict(rows)
 
 
+#: training arguments of the tiny test runs (also used by tests/test_dpo.py)
+TRAIN_ARGS = dict(
+    per_device_train_batch_size=8,
+    per_device_eval_batch_size=16,
+    max_steps=24,
+    learning_rate=3e-3,
+    lr_scheduler_type="constant",
+    logging_steps=4,
+    save_steps=24,
+    save_strategy="steps",
+    report_to="none",
+    bf16=False,
+    gradient_checkpointing=False,
+    use_cpu=True,
+    seed=0,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+)
+
+
 def config(tmp_path, loss_type: str, **kw) -> SignRewardConfig:
     return SignRewardConfig(
-        output_dir=str(tmp_path / loss_type),
-        loss_type=loss_type,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=16,
-        max_steps=24,
-        learning_rate=3e-3,
-        lr_scheduler_type="constant",
-        logging_steps=4,
-        save_steps=24,
-        save_strategy="steps",
-        report_to="none",
-        bf16=False,
-        gradient_checkpointing=False,
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        **kw,
+        output_dir=str(tmp_path / loss_type), loss_type=loss_type, **{**TRAIN_ARGS, **kw}
     )
 
 
@@ -232,3 +234,85 @@ def test_annotator_accuracy_is_summed_over_processes(tmp_path, monkeypatch):
     # every process takes part in the reduce at every log, even with nothing counted locally
     trainer.log({"eval_loss": 1.0})
     assert fake.reduced == 3
+
+
+def test_reward_loss_values_match_plain_torch(tmp_path):
+    """bt, sign (with the running margin sd) and clf equal the ``signrm.losses`` functions."""
+    from signrm.losses import bt_loss, clf_loss, sign_loss
+
+    rc = torch.tensor([0.5, -1.0, 2.0, 0.3])
+    rr = torch.tensor([0.1, 0.2, -0.5, 0.9])
+    w = torch.tensor([1.0, 2.0, 0.5, 1.0])
+    off = torch.tensor([0.0, 0.5, 0.0, 0.2])
+    ones = torch.ones(4)
+    m = rc - rr
+    for loss_type in ("bt", "sign", "clf"):
+        trainer = SignRewardTrainer(
+            model=reward_model(),
+            args=config(tmp_path, loss_type, margin_scale_momentum=0.25),
+            train_dataset=dataset(8),
+            processing_class=tokenizer(),
+        )
+        trainer.state.max_steps, trainer.state.global_step = 10, 9
+        loss, lam = trainer.reward_loss(rc, rr, weight=w, offset=off)
+        if loss_type == "bt":
+            expected = bt_loss(m, ones, weight=w, margin_offset=off)
+        elif loss_type == "clf":
+            expected = clf_loss(
+                torch.cat([rc, rr]), torch.cat([ones, 0 * ones]), weight=torch.cat([w, w])
+            )
+        else:
+            assert lam == pytest.approx(15.0)
+            expected = sign_loss(m - off, ones, 15.0, weight=w, scale=(m - off).std())
+            # a second batch moves the running sd by momentum 0.25 towards its own sd
+            loss2, _ = trainer.reward_loss(rr, rc, weight=w)
+            scale = 0.75 * (m - off).std() + 0.25 * (-m).std()
+            torch.testing.assert_close(loss2, sign_loss(-m, ones, 15.0, weight=w, scale=scale))
+            trainer.state.global_step = 0  # warm-up: BT
+            warm, lam0 = trainer.reward_loss(rc, rr, weight=w, offset=off)
+            assert lam0 is None
+            torch.testing.assert_close(warm, bt_loss(m, ones, weight=w, margin_offset=off))
+        torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="margin_scale_momentum"):
+        config(tmp_path, "sign", margin_scale_momentum=1.5)
+
+
+@pytest.mark.parametrize("n_top", [0, 1])
+def test_cached_top_layers_train_and_match_the_full_model(tmp_path, n_top):
+    """Top layers + head trained on cached activations with SignRewardTrainer give, put back
+    into the full model, the same rewards on the texts."""
+    from signrm.integrations.cached import (
+        cached_top_model,
+        lower_activations,
+        put_back,
+        score_rows,
+        score_texts,
+    )
+
+    tok = tokenizer()
+    full = reward_model()
+    texts = ["the answer is good", "the answer is bad ugly awful", "the answer is nice fine"]
+    texts += ["the answer is poor", "reply is great"]
+    n_lower = 2 - n_top
+    hidden, mask = lower_activations(full, tok, texts, n_lower, batch_size=2)
+    assert hidden.shape[:2] == mask.shape == (5, 6)
+    top = cached_top_model(full, hidden, mask, n_lower)
+    rows = np.arange(5)
+    torch.testing.assert_close(
+        torch.tensor(score_rows(top, rows)), torch.tensor(score_texts(full, tok, texts))
+    )
+    ds = datasets.Dataset.from_dict(
+        {"chosen_ids": [[0], [2], [4]] * 8, "rejected_ids": [[1], [3], [1]] * 8,
+         "annotator_id": ["a", "b", "c"] * 8}
+    )  # fmt: skip
+    trainer = SignRewardTrainer(
+        model=top, args=config(tmp_path, "sign", max_steps=12), train_dataset=ds,
+        processing_class=tok,
+    )  # fmt: skip
+    trainer.train()
+    r = score_rows(trainer.model, rows)
+    assert r[0] > r[1] and r[2] > r[3] and r[4] > r[1]
+    put_back(full, trainer.model, n_lower)
+    np.testing.assert_allclose(score_texts(full, tok, texts), r, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="n_lower"):
+        lower_activations(full, tok, texts, 3)

@@ -12,8 +12,5 @@ from signrm.data import PreferenceData  # noqa: E402
 from signrm.estimators import *  # noqa: E402,F403
 from signrm.estimators import __all__ as _estimators_all  # noqa: E402
 from signrm.persistence import load  # noqa: E402
-from signrm.textdata import read_text as _read_text  # noqa: E402
-
-PreferenceData.read_text = staticmethod(_read_text)
 
 __all__ = ["PreferenceData", "load", "losses", "metrics", "__version__", *_estimators_all]

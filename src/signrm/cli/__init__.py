@@ -15,8 +15,10 @@ _COMMAND_MODULES = (
     "experiment",
     "simulate",
     "fit",
+    "train",
     "score",
     "best_of_n",
+    "diagnose",
 )
 
 
@@ -63,6 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
+    except Exception:
+        # A bug: ``main()`` re-raises it for Python callers, but the `signrm` command prints one
+        # line (exit code 1) instead of the traceback unless --debug.
+        if not args.debug:
+            sys.excepthook = _bug_hook
+        raise
+
+
+def _bug_hook(exc_type, exc, tb) -> None:
+    print(
+        f"error: internal error ({exc_type.__name__}: {error_line(exc)}); this is a bug in "
+        "signrm: rerun with --debug for the traceback and report it",
+        file=sys.stderr,
+    )
 
 
 def error_line(exc: BaseException) -> str:

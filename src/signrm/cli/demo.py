@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import time
+
+from signrm.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,33 +25,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--panel",
         default=None,
-        choices=("symmetric", "asymmetric"),
-        help="twin-panel variant (default: symmetric, as in the config)",
+        help="run only this twin-panel variant (e.g. symmetric, asymmetric, "
+        "battery-experts_crowd@0.5); default: battery-experts_crowd and symmetric",
+    )
+    parser.add_argument(
+        "--no-phase",
+        action="store_true",
+        help="skip the phase diagram (sign vs RLHF, coupling x n)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
 
+def _headline(df) -> list[str]:
+    """The paper's headline check per panel: angle ratio and disagreement at n = 43,834."""
+    from signrm.experiments.analysis import head_to_head
+
+    lines = []
+    for panel, grp in df.groupby("panel", sort=False):
+        table = head_to_head(grp)
+        if table.empty or 43834 not in set(table["n"]):
+            continue
+        for r in table[table["n"] == 43834].itertuples(index=False):
+            lines.append(
+                f"  {panel:24s} {r.estimator:10s} angle {r.angular_error_deg:5.1f} vs RLHF "
+                f"{r.rlhf_angular_error_deg:5.1f} deg (ratio {r.error_ratio:.2f}; paper: 0.65); "
+                f"disagreement {100 * r.disagreement:4.1f} % vs {100 * r.rlhf_disagreement:4.1f} %"
+            )
+    return ["Headline check at the paper's n = 43,834 (paper: 63 -> 41 deg, 12 % -> 8 %):"] + (
+        lines or ["  (no n = 43,834 in this run)"]
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from signrm.experiments import load_config, run_experiment, sign_paper_table, write_report
-    from signrm.experiments.report import _head_to_head, format_table
+    from signrm.experiments.report import format_table, head_to_head_lines
+    from signrm.simulate.battery import parse_battery_variant
+    from signrm.simulate.twin_panel import TWIN_VARIANTS
 
     profile = "quick" if args.quick else "demo"
     cfg = load_config("sign-paper", profile=profile)
     if args.panel:
-        cfg.fixed["panel"] = args.panel
-        cfg.raw.setdefault("fixed", {})["panel"] = args.panel
+        if args.panel not in TWIN_VARIANTS and parse_battery_variant(args.panel) is None:
+            raise UserError(f"--panel {args.panel}: choose one of {', '.join(TWIN_VARIANTS)}")
+        raw = copy.deepcopy(cfg.raw)
+        raw.setdefault("grid", {})["panel"] = [args.panel]
+        cfg = load_config(raw)
     t0 = time.perf_counter()
-    df = run_experiment(cfg, args.out, workers=args.workers, progress=not args.no_progress)
+    progress = not args.no_progress
+    df = run_experiment(cfg, args.out, workers=args.workers, progress=progress)
     df = df[df["key"].isin({j["key"] for j in cfg.jobs()})]
+    frames = [df]
+    if not args.no_phase:
+        phase = load_config("phase", profile=profile)
+        pf = run_experiment(phase, args.out, workers=args.workers, progress=progress)
+        frames.append(pf[pf["key"].isin({j["key"] for j in phase.jobs()})])
     print()
-    print(
-        f"sign-paper on the twin panel ({cfg.fixed.get('panel', 'symmetric')}, "
-        f"{len(cfg.seeds)} seeds; mean [95 % interval])"
-    )
-    print(format_table(sign_paper_table(df)))
-    print()
-    print("\n".join(_head_to_head(df)))
-    path = write_report(args.out, df=df)
+    for panel, grp in df.groupby("panel", sort=False):
+        print(
+            f"sign-paper on the twin panel {panel} ({len(cfg.seeds)} seeds; mean [95 % interval])"
+        )
+        print(format_table(sign_paper_table(grp)))
+        print()
+        print("\n".join(head_to_head_lines(grp)))
+    print("\n".join(_headline(df)))
+    import pandas as pd
+
+    path = write_report(args.out, df=pd.concat(frames, ignore_index=True))
     print(f"wrote {args.out}/results.csv, {path} and plots in {time.perf_counter() - t0:.0f} s")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from signrm.errors import UserError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,11 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     rep_p = sub.add_parser("report", help="write DIR/report.md and plots from DIR's results")
     rep_p.add_argument("dir", help="an experiment output folder")
-    rep_p.add_argument("--no-plots", action="store_true")
+    rep_p.add_argument("--no-plots", action="store_true", help="write report.md only")
     sub.add_parser("list", help="list the packaged configs")
     val_p = sub.add_parser("validate", help="check a config and print its number of jobs")
-    val_p.add_argument("config")
-    val_p.add_argument("--profile", default=None)
+    val_p.add_argument("config", help="config path, or a packaged name (see `experiment list`)")
+    val_p.add_argument("--profile", default=None, help="named override in the config (e.g. quick)")
     parser.set_defaults(func=run, _parser=parser)
 
 
@@ -55,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         path = write_report(args.dir, plots=not args.no_plots)
         print(f"wrote {path}")
         return 0
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.max_jobs is not None and args.max_jobs < 0:
+        raise UserError(f"--max-jobs must be >= 0, got {args.max_jobs}")
     cfg = load_config(args.config, profile=args.profile)  # validated before any job starts
     out = args.out or f"results/{cfg.name}"
     t0 = time.perf_counter()

@@ -8,89 +8,47 @@ model is fitted on the training split; the printed held-out order consistency is
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
 import time
-import warnings
 from pathlib import Path
 
+from signrm.cli.common import (
+    HEADS,
+    add_format_arg,
+    add_runtime_args,
+    positive_int,
+    runtime_kwargs,
+    say,
+    warnings_as_lines,
+)
 from signrm.errors import UserError
+from signrm.registry import estimator_names, estimator_spec
 
-ESTIMATORS = ("sign", "bt", "thurstone", "clf-mlp", "clf-lgb", "em")
-
-
-def add_runtime_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by the text sub-commands (cache, batching, progress)."""
-    p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/signrm)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    p.add_argument("--batch-size", type=int, default=None, help="texts per forward pass")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def add_format_arg(p: argparse.ArgumentParser, what: str) -> None:
-    """``--format``: read ``what`` as JSONL, CSV or Parquet whatever its suffix."""
-    p.add_argument(
-        "--format",
-        default=None,
-        choices=("jsonl", "csv", "parquet"),
-        help=f"format of {what} (default: from the suffix; .gz allowed for jsonl/csv)",
-    )
-
-
-def runtime_kwargs(args: argparse.Namespace) -> dict:
-    kw: dict = {"cache_dir": False if args.no_cache else args.cache_dir}
-    if args.no_progress:
-        kw["show_progress"] = False
-    return kw
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def warnings_as_lines():
-    """Show library warnings as ``warning: ...`` lines on stderr (no source lines)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        warnings.simplefilter("always", RuntimeWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, UserWarning | RuntimeWarning):
-                    say(f"warning: {w.message}")
+__all__ = ["register", "run", "make_estimator", "build_encoder", "order_consistency"]
 
 
 def make_estimator(name: str, head: str, seed: int, n_classes: int):
-    import signrm
+    """The estimator of ``--estimator NAME --head HEAD --seed SEED`` (see ``signrm.registry``)."""
+    from signrm.registry import make_estimator as from_registry
 
-    if name in ("sign", "bt", "thurstone") and head not in ("linear", "mlp"):
-        raise UserError(f"--head must be linear or mlp, got {head!r}")
-    if name == "sign":
-        return signrm.SignEstimator(head=head, random_state=seed)
-    if name == "bt":
-        return signrm.BradleyTerry(head=head, link="logit", random_state=seed)
-    if name == "thurstone":
-        return signrm.BradleyTerry(head=head, link="probit", random_state=seed)
-    if name in ("clf-mlp", "clf-lgb"):
-        if head != "linear":
-            say(f"note: --head is ignored by {name} (its model is the {name[4:]} classifier)")
-        backend = "mlp" if name == "clf-mlp" else "lightgbm"
-        return signrm.ClassificationRM(backend=backend, random_state=seed)
-    if name == "em":
+    spec = estimator_spec(name)
+    params: dict = {"random_state": seed}
+    if spec.heads:
+        params["head"] = head
+    elif name == "em":
         if head != "linear":
             raise UserError("--estimator em has linear class utilities only; drop --head")
-        return signrm.LatentClassBT(n_classes=n_classes, random_state=seed)
-    raise UserError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+        params["n_classes"] = n_classes
+    elif head != "linear":
+        say(f"note: --head is ignored by {name} (its model is the {name[4:]} classifier)")
+    return from_registry(name, **params)
 
 
 def build_encoder(args: argparse.Namespace):
     from signrm.embed import make_encoder
 
     kw = runtime_kwargs(args)
-    if args.batch_size is not None:
-        kw["batch_size"] = args.batch_size
+    if args.embed_batch_size is not None:
+        kw["batch_size"] = args.embed_batch_size
     kind = args.encoder_kind
     layer = -1 if args.layer is None else args.layer
     try:
@@ -135,7 +93,13 @@ def register(subparsers) -> None:
         help="text preference file (.jsonl, .csv, .parquet), or a feature directory streamed out "
         "of core (Parquet shards, or xa.npy + xb.npy + y.npy)",
     )
-    p.add_argument("--estimator", default="sign", choices=ESTIMATORS)
+    p.add_argument(
+        "--estimator",
+        default="sign",
+        choices=estimator_names(),
+        help="sign, bt (Bradley-Terry / RLHF), thurstone (probit), clf-mlp / clf-lgb "
+        "(classification reward model), em (latent-class BT, needs annotator ids)",
+    )
     p.add_argument(
         "--encoder",
         default="minilm",
@@ -162,27 +126,50 @@ def register(subparsers) -> None:
         choices=("auto", "yes", "no"),
         help="causal LMs: wrap prompt/response in the tokenizer's chat template (default auto)",
     )
-    p.add_argument("--head", default="linear", help="linear | mlp (sign, bt, thurstone)")
-    p.add_argument("--n-classes", type=int, default=3, help="latent classes for --estimator em")
+    p.add_argument(
+        "--head",
+        default="linear",
+        choices=HEADS,
+        help="reward head of sign, bt, thurstone: linear (exact L-BFGS) or mlp (Adam)",
+    )
+    p.add_argument(
+        "--n-classes", type=positive_int, default=3, help="latent classes for --estimator em"
+    )
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing --out directory")
-    p.add_argument("--split", default="random", choices=("random", "user", "prompt"))
+    p.add_argument(
+        "--split",
+        default="random",
+        choices=("random", "user", "prompt"),
+        help="how to hold out test comparisons: at random, whole annotators or whole prompts",
+    )
     p.add_argument("--test-size", type=float, default=0.2, help="held-out share (0 = no test)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="random_state of the split, encoder and estimator"
+    )
     p.add_argument(
         "--nproc",
         type=int,
         default=1,
         help="train torch heads on N processes (torchrun, DistributedDataParallel; gloo on CPU)",
     )
-    p.add_argument("--on-invalid", default="error", choices=("error", "drop"))
-    p.add_argument("--on-duplicate", default="warn", choices=("warn", "error", "drop"))
+    p.add_argument(
+        "--on-invalid",
+        default="error",
+        choices=("error", "drop"),
+        help="rows with an empty prompt or response, or two identical responses: stop with an "
+        "error, or drop them (reported)",
+    )
+    p.add_argument(
+        "--on-duplicate",
+        default="warn",
+        choices=("warn", "error", "drop"),
+        help="comparisons repeated with the same prompt, responses and annotator: keep them "
+        "with a warning, stop with an error, or drop all but the first",
+    )
     add_format_arg(p, "PREFS")
     add_runtime_args(p)
     p.set_defaults(func=run)
-
-
-_DISTRIBUTED = {"sign": "sign", "bt": "bt", "thurstone": "thurstone", "clf-mlp": "clf"}
 
 
 def fit_distributed_cli(estimator, train, args: argparse.Namespace):
@@ -196,22 +183,18 @@ def fit_distributed_cli(estimator, train, args: argparse.Namespace):
     import signrm
     from signrm.train import launch
 
-    if args.estimator not in _DISTRIBUTED:
+    distributed = estimator_names(distributed=True)
+    if args.estimator not in distributed:
         raise UserError(
-            f"--nproc trains torch heads: use --estimator {', '.join(_DISTRIBUTED)} "
+            f"--nproc trains torch heads: use --estimator {', '.join(distributed)} "
             f"(not {args.estimator})"
         )
     head = "mlp" if args.estimator == "clf-mlp" else args.head
-    if head == "linear":
-        say(
-            "note: under --nproc a linear head trains by mini-batch Adam (DDP); without --nproc "
-            "it is solved exactly by full-batch L-BFGS, which is more accurate for linear heads"
-        )
     with tempfile.TemporaryDirectory(prefix="signrm-ddp-") as tmp:
         data_path = Path(tmp) / "train.parquet"
         train.write(data_path)
         argv = ["--data", str(data_path), "--out", str(Path(tmp) / "model"),
-                "--estimator", _DISTRIBUTED[args.estimator], "--head", head,
+                "--estimator", args.estimator, "--head", head,
                 "--seed", str(args.seed)]  # fmt: skip
         if args.no_progress:
             argv.append("--quiet")
@@ -227,16 +210,18 @@ def run_streaming(args: argparse.Namespace, out: Path) -> int:
     from signrm.streaming import open_source
 
     streaming = args.nproc == 1
-    if streaming and (args.estimator not in ("sign", "bt", "thurstone") or args.head != "linear"):
+    names = estimator_names(streaming=True)
+    if streaming and (args.estimator not in names or args.head != "linear"):
         raise UserError(
-            f"{args.prefs} is a feature directory: streaming fits take --estimator sign, bt or "
-            "thurstone with --head linear (MLP heads: add --nproc N, which loads it in memory)"
+            f"{args.prefs} is a feature directory: streaming fits take --estimator "
+            f"{', '.join(names)} with --head linear (MLP heads: add --nproc N, which loads it in "
+            "memory)"
         )
     estimator = make_estimator(args.estimator, args.head, args.seed, args.n_classes)
     if not streaming:
-        from signrm.train import _load_data
+        from signrm.train import load_data
 
-        estimator = fit_distributed_cli(estimator, _load_data(args.prefs), args)
+        estimator = fit_distributed_cli(estimator, load_data(args.prefs), args)
     else:
         estimator.verbose = not args.no_progress
         source = open_source(args.prefs)
@@ -266,9 +251,12 @@ def _show(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from signrm.textdata import TextRewardModel, read_text
+    from signrm.persistence import check_replaceable
+    from signrm.text_model import TextRewardModel
+    from signrm.textdata import read_text
 
     out = Path(args.out)
+    check_replaceable(out)  # only a signrm model directory is ever replaced, even with --force
     if out.exists() and any(out.iterdir()) and not args.force:
         raise UserError(f"{out} exists and is not empty; pass --force to replace it")
     if not 0.0 <= args.test_size < 1.0:

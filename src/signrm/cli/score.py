@@ -10,13 +10,7 @@ import argparse
 
 import numpy as np
 
-from signrm.cli.fit import (
-    add_format_arg,
-    add_runtime_args,
-    runtime_kwargs,
-    say,
-    warnings_as_lines,
-)
+from signrm.cli.common import add_format_arg, add_runtime_args, load_model, rewards_of, say
 from signrm.errors import UserError
 
 
@@ -46,22 +40,6 @@ def load_rows(
         where = rows[has.index(False)]["_where"]
         raise UserError(f"{where}: missing value in column 'prompt' (other rows have one)")
     return rows, ([r["prompt"] for r in rows] if all(has) else None)
-
-
-def load_model(args: argparse.Namespace):
-    from signrm.textdata import TextRewardModel
-
-    with warnings_as_lines():
-        model = TextRewardModel.load(args.model_dir, **runtime_kwargs(args))
-    if args.batch_size is not None:
-        model.encoder.batch_size = args.batch_size
-    return model
-
-
-def rewards_of(model, responses: list[str], prompts, args: argparse.Namespace) -> np.ndarray:
-    """``model.reward`` with library warnings (e.g. a corrupt cache chunk) as one-line notes."""
-    with warnings_as_lines():
-        return model.reward(responses, prompts, show_progress=False if args.no_progress else None)
 
 
 def run(args: argparse.Namespace) -> int:

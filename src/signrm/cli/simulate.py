@@ -73,12 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str) -> dict:
-    from signrm.experiments.config import _read
+    from signrm.experiments.config import read_config_file
 
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"config not found: {p}")
-    return _read(p)
+    return read_config_file(p)
 
 
 def validate_config(doc: dict, where: str = "config") -> None:

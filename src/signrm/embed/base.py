@@ -4,10 +4,13 @@ An encoder maps texts (optionally paired with their prompts) to a float32 matrix
 Subclasses implement :meth:`Encoder._encode_batch`; the base class handles batching, the progress
 bar, de-duplication and the cache.
 
-Cache layout (one directory per encoder identity)::
+Cache layout (one directory per encoder identity), below one cache root ``ROOT``: the
+``cache_dir=`` / ``--cache-dir`` given, else ``$SIGNRM_CACHE``, else
+``$XDG_CACHE_HOME/signrm`` or ``~/.cache/signrm`` (:func:`cache_root`); all three name the same
+root, so that ``--cache-dir ~/.cache/signrm`` reuses the default cache::
 
-    CACHE_DIR/<sha256(identity)[:24]>/identity.json
-    CACHE_DIR/<sha256(identity)[:24]>/<chunk>.npz     keys (m,) S64, vectors (m, d) f4, digest
+    ROOT/embeddings/<sha256(identity)[:24]>/identity.json
+    ROOT/embeddings/<sha256(identity)[:24]>/<chunk>.npz   keys (m,) S64, vectors (m, d) f4, digest
 
 Each text's key is ``sha256(prompt + "\\x1f" + response)``; the identity holds the model id, the
 layer and every option that changes the features, so the cache is keyed by (model id, layer, text
@@ -37,19 +40,33 @@ import numpy as np
 
 from signrm.errors import EncoderError, ResourceError
 
-__all__ = ["Encoder", "EmbeddingCache", "default_cache_dir", "text_key", "model_unavailable"]
+__all__ = [
+    "Encoder",
+    "EmbeddingCache",
+    "cache_root",
+    "default_cache_dir",
+    "text_key",
+    "model_unavailable",
+]
 
 _SEP = "\x1f"  # unit separator between prompt and response in the text key
+_EMBEDDINGS = "embeddings"  # sub-directory of the cache root
+
+
+def cache_root() -> Path:
+    """The default cache root: ``$SIGNRM_CACHE``, else ``$XDG_CACHE_HOME/signrm`` or
+    ``~/.cache/signrm``."""
+    root = os.environ.get("SIGNRM_CACHE")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "signrm"
 
 
 def default_cache_dir() -> Path:
-    """``$SIGNRM_CACHE/embeddings``, else ``$XDG_CACHE_HOME/signrm/embeddings`` or ``~/.cache/...``."""
-    root = os.environ.get("SIGNRM_CACHE")
-    if root:
-        return Path(root).expanduser() / "embeddings"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "signrm" / "embeddings"
+    """Where embeddings are cached by default: ``cache_root() / "embeddings"``."""
+    return cache_root() / _EMBEDDINGS
 
 
 def text_key(response: str, prompt: str | None = None) -> bytes:
@@ -84,7 +101,7 @@ class EmbeddingCache:
 
     Parameters
     ----------
-    root : directory of all caches.
+    root : the cache root (see :func:`cache_root`); entries go to ``root/embeddings/<id>``.
     identity : JSON-serialisable description of the encoder (model id, layer, options).
     dim : feature dimension d, or None when not yet known (checked on read once known).
     """
@@ -92,7 +109,8 @@ class EmbeddingCache:
     def __init__(self, root: str | os.PathLike, identity: dict[str, Any], dim: int | None = None):
         blob = json.dumps(identity, sort_keys=True, default=str)
         self.identity = identity
-        self.dir = Path(root).expanduser() / hashlib.sha256(blob.encode()).hexdigest()[:24]
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        self.dir = Path(root).expanduser() / _EMBEDDINGS / digest
         self.dim = dim
         self._index: dict[bytes, tuple[Path, int]] | None = None
 
@@ -285,8 +303,8 @@ class Encoder(ABC):
     Parameters common to all encoders
     ---------------------------------
     batch_size : texts per forward pass.
-    cache_dir : where to cache embeddings; ``None`` = :func:`default_cache_dir`, ``False`` = no
-        cache.
+    cache_dir : cache root (embeddings go to ``cache_dir/embeddings``); ``None`` =
+        :func:`cache_root` (``$SIGNRM_CACHE`` or ``~/.cache/signrm``), ``False`` = no cache.
     show_progress : tqdm bar; ``None`` = only when stderr is a terminal.
     """
 
@@ -336,7 +354,7 @@ class Encoder(ABC):
         if self.cache_dir is False or self.identity is None:
             return None
         if self._cache is None:
-            root = default_cache_dir() if self.cache_dir in (None, True) else self.cache_dir
+            root = cache_root() if self.cache_dir in (None, True) else self.cache_dir
             self._cache = EmbeddingCache(root, self.identity, dim=None)
         return self._cache
 

@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from signrm.estimators._torch_train import TrainConfig, predict_rewards, seed_everything
+from signrm.engine.torch_train import (
+    TrainConfig,
+    predict_rewards,
+    seed_everything,
+    train_pairwise,
+)
 from signrm.heads import make_head
 
 
@@ -33,6 +38,20 @@ class TorchHeadMixin:
         with torch.random.fork_rng(devices=[]):
             seed_everything(self.random_state)
             return make_head(self.head, n_features, tuple(self.hidden_sizes))
+
+    def _fit_pairwise_head(self, data, **loss_options):
+        """Check ``data``, build a fresh head and train it on the pairs (the one torch trainer,
+        on one process or under ``torch.distributed``); ``loss_options`` go to ``train_pairwise``
+        (``loss``, ``lambdas``, ``margin_offset``, ...). Returns ``data`` checked."""
+        data = self._check_data(data)
+        data.require_alternatives(f"{type(self).__name__}(head={self.head!r})")
+        self.n_features_in_ = data.n_features
+        self.head_module_ = self._new_head(data.n_features)
+        self.history_ = train_pairwise(
+            self.head_module_, data.xa, data.xb, data.y, data.weight, self._train_config(),
+            **loss_options,
+        )  # fmt: skip
+        return data
 
     def _torch_reward(self, X: np.ndarray) -> np.ndarray:
         return predict_rewards(self.head_module_, X)

@@ -10,6 +10,7 @@ from scipy import special
 from sklearn.base import BaseEstimator
 
 from signrm.data import PreferenceData
+from signrm.estimators._params import check_parameters
 from signrm.metrics import order_consistency
 
 
@@ -26,6 +27,16 @@ class PreferenceEstimator(BaseEstimator):
 
     #: learned attributes saved by ``save`` (beyond those listed by subclasses)
     _saved: tuple[str, ...] = ()
+    #: one scikit-learn constraint list per hyper-parameter (``sklearn.utils._param_validation``)
+    _parameter_constraints: dict = {}
+
+    def _validate_params(self) -> None:
+        """scikit-learn's check of ``_parameter_constraints``, run at the start of ``fit``.
+
+        Raises ``InvalidParameterError`` (a ``ValueError``) for the first parameter, in the
+        order of the signature, that no fit can use, as one line: ``"l2 must be >= 0, got -1"``.
+        """
+        check_parameters(self._parameter_constraints, self.get_params(deep=False))
 
     # -------------------------------------------------------------- helpers for subclasses
     def _refuse_path(self, data, action: str, note: str = "") -> None:
@@ -43,6 +54,17 @@ class PreferenceEstimator(BaseEstimator):
             " (only linear BradleyTerry and SignEstimator fit a path of Parquet shards or .npy "
             "files out of core)",
         )
+        from signrm.data.sources import StreamingSource
+
+        if isinstance(data, StreamingSource):
+            head = getattr(self, "head", None)
+            raise ValueError(
+                f"{type(self).__name__}"
+                + (f"(head={head!r})" if head else "")
+                + ": streaming fits are for linear heads (BradleyTerry, SignEstimator); load "
+                "small data with source.to_data(), or train torch heads on several processes "
+                "with `signrm train` (see docs/scale.md)"
+            )
         if not isinstance(data, PreferenceData):
             raise TypeError(
                 f"{type(self).__name__}.fit expects a signrm.PreferenceData, got "
@@ -51,6 +73,19 @@ class PreferenceEstimator(BaseEstimator):
         if not np.any(data.signs != 0):
             raise ValueError("every comparison is a tie: there is nothing to learn")
         return data
+
+    def _linear_source(self, data):
+        """``data`` as a source of chunks for the linear engine: in-memory data are one chunk;
+        streaming sources pass through; a path is opened with ``signrm.data.open_source``."""
+        from signrm.data.sources import MemorySource, StreamingSource, as_source
+
+        if isinstance(data, PreferenceData):
+            return MemorySource(self._check_data(data))
+        if isinstance(data, StreamingSource):
+            return data
+        if isinstance(data, (str, os.PathLike)):
+            return as_source(data)
+        return MemorySource(self._check_data(data))  # raises the usual type error
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
@@ -122,7 +157,11 @@ class PreferenceEstimator(BaseEstimator):
         return order_consistency(self.decision_function(data), data.y, data.weight)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Save to a directory (JSON + npz/safetensors, no pickle). Reload with ``signrm.load``."""
+        """Save to a directory (JSON + npz/safetensors, no pickle). Reload with ``signrm.load``.
+
+        ``path`` must be missing, empty or a signrm model directory (anything else raises); the
+        replacement is crash-safe (see :mod:`signrm.persistence`).
+        """
         from signrm.persistence import save
 
         return save(self, path)

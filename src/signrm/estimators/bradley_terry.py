@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import special
 
 from signrm.data import PreferenceData
-from signrm.estimators._linear import fit_bt_linear
+from signrm.engine.linear import Passes, fit_bt, weight_totals
+from signrm.estimators._params import (
+    HEAD_CONSTRAINT,
+    TORCH_HEAD_CONSTRAINTS,
+    Choice,
+    non_negative_real,
+    positive_int,
+)
 from signrm.estimators._torch_head import TorchHeadMixin
-from signrm.estimators._torch_train import train_pairwise
 from signrm.estimators.base import PreferenceEstimator
-
-_LINKS = ("logit", "probit")
-_HEADS = ("linear", "mlp")
 
 
 class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
@@ -38,15 +42,28 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
         TRL's reward centring: adds ``coef * mean((r(a) + r(b))^2)`` (needs alternatives).
     hidden_sizes, learning_rate, batch_size, max_epochs, patience, validation_fraction,
     weight_decay : MLP-head training settings.
-    max_iter, tol : L-BFGS settings of the linear head (tol: projected-gradient tolerance on
-        the mean loss; 1e-4 as scikit-learn's LogisticRegression, lower it for a polished
-        optimum).
+    max_iter, tol : L-BFGS settings of the linear head: at most ``max_iter`` iterations, stopped
+        when the projected gradient of the mean loss falls below ``tol`` (1e-4 as
+        scikit-learn's LogisticRegression; lower it for a polished optimum). The MLP head uses
+        ``max_epochs`` and ``patience`` instead.
     random_state : int or None
+        Seeds the validation split and MLP training (the linear fit is deterministic). Defaults
+        to 0 (not None), as in every signrm estimator, so that the default fit is reproducible.
     verbose : bool
         Progress bar for MLP training.
     """
 
     _saved = ("coef_", "n_iter_", "objective_")
+    _parameter_constraints: dict = {
+        **TORCH_HEAD_CONSTRAINTS,
+        "head": HEAD_CONSTRAINT,
+        "link": [Choice("logit", "probit")],
+        "l2": [non_negative_real()],
+        "use_margin": ["boolean"],
+        "center_rewards_coef": [non_negative_real()],
+        "max_iter": [positive_int()],
+        "tol": [non_negative_real()],
+    }
 
     def __init__(
         self,
@@ -64,7 +81,7 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
         weight_decay: float = 0.0,
         max_iter: int = 500,
         tol: float = 1e-4,
-        random_state: int | None = None,
+        random_state: int | None = 0,
         verbose: bool = False,
     ) -> None:
         self.head = head
@@ -84,64 +101,58 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _validate_params(self) -> None:
-        if self.head not in _HEADS:
-            raise ValueError(f"head must be one of {_HEADS}, got {self.head!r}")
-        if self.link not in _LINKS:
-            raise ValueError(f"link must be one of {_LINKS}, got {self.link!r}")
-        if not self.l2 >= 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
-        if not self.center_rewards_coef >= 0:
-            raise ValueError(f"center_rewards_coef must be >= 0, got {self.center_rewards_coef}")
+    def fit(self, data) -> BradleyTerry:
+        """Fit on comparisons; returns self.
 
-    def fit(self, data: PreferenceData) -> BradleyTerry:
-        """Fit on comparisons (or a ``signrm.streaming`` source, out of core); returns self."""
-        from signrm.streaming import fit_streaming, is_streaming_source
-
-        if is_streaming_source(data):
-            return fit_streaming(self, data)
+        ``data``: a :class:`~signrm.PreferenceData`, or (linear head) a streaming source or a
+        path of Parquet shards / ``.npy`` files, fitted out of core by the same engine.
+        """
         self._validate_params()
-        data = self._check_data(data)
-        offset = data.margin if self.use_margin else None
-        self.n_features_in_ = data.n_features
         if self.head == "linear":
-            S = None
-            if self.center_rewards_coef > 0:
-                data.require_alternatives("reward centring")
-                S = data.xa + data.xb
-            theta, info = fit_bt_linear(
-                data.differences,
-                data.y,
-                data.weight,
+            return self._fit_linear(self._linear_source(data))
+        data = self._check_data(data)
+        self._fit_pairwise_head(
+            data,
+            loss="bt" if self.link == "logit" else "probit",
+            margin_offset=data.margin if self.use_margin else None,
+            center_coef=self.center_rewards_coef,
+        )
+        self.coef_ = None
+        self.n_iter_ = len(self.history_.epochs)
+        self.objective_ = None
+        return self
+
+    def _fit_linear(self, source) -> BradleyTerry:
+        """Full-batch L-BFGS over the source's chunks (signrm.engine.linear)."""
+        if self.center_rewards_coef > 0 and not source.has_alternatives:
+            raise ValueError(
+                "reward centring (center_rewards_coef > 0) needs each alternative's features "
+                "(xa, xb), not only their differences"
+            )
+        t0 = time.perf_counter()
+        passes = Passes(source, progress=bool(self.verbose), desc="BradleyTerry")
+        try:
+            totals = weight_totals(passes)
+            theta, info = fit_bt(
+                passes,
+                totals,
+                int(source.n_features),
                 l2=self.l2,
                 link=self.link,
-                margin_offset=offset,
-                S=S,
+                use_margin=self.use_margin,
                 center_coef=self.center_rewards_coef,
                 max_iter=self.max_iter,
                 tol=self.tol,
             )
-            self.coef_ = theta
-            self.n_iter_ = info["n_iter"]
-            self.objective_ = info["objective"]
-            self.head_module_ = None
-        else:
-            data.require_alternatives("BradleyTerry(head='mlp')")
-            self.head_module_ = self._new_head(data.n_features)
-            self.history_ = train_pairwise(
-                self.head_module_,
-                data.xa,
-                data.xb,
-                data.y,
-                data.weight,
-                self._train_config(),
-                loss="bt" if self.link == "logit" else "probit",
-                margin_offset=offset,
-                center_coef=self.center_rewards_coef,
-            )
-            self.coef_ = None
-            self.n_iter_ = len(self.history_.epochs)
-            self.objective_ = None
+        finally:
+            passes.close()
+        self.coef_ = theta
+        self.n_iter_ = info["n_iter"]
+        self.objective_ = info["objective"]
+        self.head_module_ = None
+        self.n_features_in_ = int(source.n_features)
+        self.n_passes_ = passes.state.n_passes
+        self.fit_seconds_ = time.perf_counter() - t0
         return self
 
     def _reward(self, X: np.ndarray) -> np.ndarray:

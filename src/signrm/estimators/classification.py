@@ -15,8 +15,18 @@ from scipy import special
 from sklearn.base import clone
 
 from signrm.data import PreferenceData
+from signrm.engine.torch_train import seed_everything, train_pointwise
+from signrm.estimators._params import (
+    TORCH_HEAD_CONSTRAINTS,
+    Choice,
+    HasMethods,
+    Integral,
+    Interval,
+    Real,
+    described,
+    positive_int,
+)
 from signrm.estimators._torch_head import TorchHeadMixin
-from signrm.estimators._torch_train import seed_everything, train_pointwise
 from signrm.estimators.base import PreferenceEstimator
 
 _BUILTIN = ("mlp", "lightgbm")
@@ -51,15 +61,30 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
         ``sample_weight`` when it accepts one.
     hidden_sizes, learning_rate, batch_size, max_epochs, patience, validation_fraction,
     weight_decay : MLP settings (early stopping on the held-out comparisons).
-    n_estimators, num_leaves, lgb_learning_rate, early_stopping_rounds : LightGBM settings; early
-        stopping uses the same held-out share of comparisons.
+    n_estimators, num_leaves, lgb_learning_rate : LightGBM settings.
+    early_stopping_rounds : int or None
+        LightGBM stops after this many rounds without improvement on the held-out share of
+        comparisons (``validation_fraction``); 0 or None: no early stopping, all
+        ``n_estimators`` rounds.
     n_jobs : int or None
         LightGBM threads (None: all cores; use 1 inside parallel experiment workers).
     random_state : int or None
+        Seeds the validation split, the MLP initialisation and training, and LightGBM. Defaults
+        to 0 (not None), as in every signrm estimator, so that the default fit is reproducible.
     verbose : bool
+        Progress bar for MLP training.
     """
 
     _saved = ("n_train_examples_", "best_iteration_")
+    _parameter_constraints: dict = {
+        **TORCH_HEAD_CONSTRAINTS,
+        "backend": [Choice(*_BUILTIN), described(HasMethods("fit"), "a scikit-learn classifier")],
+        "n_estimators": [positive_int()],
+        "num_leaves": [Interval(Integral, 2, None, closed="left")],
+        "lgb_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping_rounds": [None, Interval(Integral, 0, None, closed="left")],
+        "n_jobs": [None, Integral],
+    }
 
     def __init__(
         self,
@@ -76,7 +101,7 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
         lgb_learning_rate: float = 0.05,
         early_stopping_rounds: int = 20,
         n_jobs: int | None = None,
-        random_state: int | None = None,
+        random_state: int | None = 0,
         verbose: bool = False,
     ) -> None:
         self.backend = backend
@@ -99,29 +124,21 @@ class ClassificationRM(TorchHeadMixin, PreferenceEstimator):
     def head(self) -> str:  # the torch mixin builds an MLP head for the "mlp" backend
         return "mlp"
 
-    def _validate_params(self) -> None:
-        """Raise ``ValueError`` for a backend no fit can use (before any data are read)."""
+    def fit(self, data: PreferenceData) -> ClassificationRM:
+        """Fit on comparisons (needs each alternative's features); returns self."""
+        self._validate_params()
         backend = self.backend
-        if isinstance(backend, str) and backend not in _BUILTIN:
-            raise ValueError(
-                f"backend must be 'mlp', 'lightgbm' or a scikit-learn classifier, got {backend!r}"
-            )
         if not isinstance(backend, str) and not hasattr(backend, "predict_proba"):
             raise ValueError(
                 f"backend {type(backend).__name__} has no predict_proba: a probabilistic "
                 "classifier is needed"
             )
-
-    def fit(self, data: PreferenceData) -> ClassificationRM:
-        """Fit on comparisons (needs each alternative's features); returns self."""
-        self._validate_params()
         data = self._check_data(data)
         data.require_alternatives(
             "ClassificationRM",
             hint="it classifies single alternatives and has no linear head: fit "
             "BradleyTerry or SignEstimator with head='linear' on differences instead",
         )
-        backend = self.backend
         self.n_features_in_ = data.n_features
         X, labels, weights, pair = pointwise_examples(data)
         self.n_train_examples_ = int(len(labels))

@@ -12,7 +12,8 @@ import numpy as np
 from scipy import special
 
 from signrm.data import PreferenceData
-from signrm.estimators._linear import fit_bt_linear
+from signrm.engine.linear import fit_bt_arrays
+from signrm.estimators._params import RANDOM_STATE_CONSTRAINT, non_negative_real, positive_int
 from signrm.estimators.base import PreferenceEstimator
 
 
@@ -43,10 +44,9 @@ class LatentClassBT(PreferenceEstimator):
         Number of latent classes K (the sign-estimator paper compares K in {2, 3, 5}).
     n_init : int
         EM restarts from random soft assignments; the best log-likelihood is kept.
-    max_iter : int
-        EM iterations per restart.
-    tol : float
-        Stop when the log-likelihood improves by less than ``tol * n_comparisons``.
+    max_iter, tol : EM settings of each restart: at most ``max_iter`` EM iterations, stopped when
+        the log-likelihood improves by less than ``tol * n_comparisons`` (the mean log-likelihood
+        by less than ``tol``).
     l2 : float
         Ridge penalty of each class's logistic regression (per unit of mean loss).
     m_step_iter : int
@@ -54,7 +54,10 @@ class LatentClassBT(PreferenceEstimator):
         generalised EM step (the likelihood still rises) that avoids solving every weighted
         regression to convergence while the responsibilities are still moving.
     random_state : int or None
+        Seeds the EM restarts. Defaults to 0 (not None), as in every signrm estimator, so that
+        the default fit is reproducible.
     verbose : bool
+        Progress bar over the restarts.
 
     Attributes
     ----------
@@ -78,6 +81,16 @@ class LatentClassBT(PreferenceEstimator):
         "n_iter_",
         "converged_",
     )
+    _parameter_constraints: dict = {
+        "n_classes": [positive_int()],
+        "n_init": [positive_int()],
+        "max_iter": [positive_int()],
+        "tol": [non_negative_real()],
+        "l2": [non_negative_real()],
+        "m_step_iter": [positive_int()],
+        "random_state": RANDOM_STATE_CONSTRAINT,
+        "verbose": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -87,7 +100,7 @@ class LatentClassBT(PreferenceEstimator):
         tol: float = 1e-6,
         l2: float = 1e-4,
         m_step_iter: int = 20,
-        random_state: int | None = None,
+        random_state: int | None = 0,
         verbose: bool = False,
     ) -> None:
         self.n_classes = n_classes
@@ -98,13 +111,6 @@ class LatentClassBT(PreferenceEstimator):
         self.m_step_iter = m_step_iter
         self.random_state = random_state
         self.verbose = verbose
-
-    def _validate_params(self) -> None:
-        """Raise ``ValueError`` for a parameter value no fit can use (before any data are read)."""
-        for name in ("n_classes", "n_init", "max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
     def fit(self, data: PreferenceData) -> LatentClassBT:
         """Fit by EM on comparisons with user ids; returns self."""
@@ -159,8 +165,9 @@ class LatentClassBT(PreferenceEstimator):
                 wk = w * resp[user_idx, k]
                 if wk.sum() <= 1e-12:
                     continue
-                thetas[k], _ = fit_bt_linear(
-                    D, y, wk, l2=self.l2, theta0=thetas[k], max_iter=int(self.m_step_iter)
+                thetas[k], _ = fit_bt_arrays(
+                    D, y, wk, l2=self.l2, theta0=thetas[k], max_iter=int(self.m_step_iter),
+                    tol=1e-7,
                 )
             # E-step in log space: user log-likelihoods summed over their comparisons.
             comp_ll = _comparison_loglik(D, y, thetas) * w[:, None]

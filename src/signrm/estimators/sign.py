@@ -9,28 +9,59 @@ cross-entropy (Bradley–Terry/RLHF) weights annotators by their confidence and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from signrm.data import PreferenceData
-from signrm.estimators._linear import exact_agreement, fit_bt_linear, fit_sign_linear
+from signrm.engine.bandwidth import BandwidthChoice, blend_directions, select_bandwidth
+from signrm.engine.linear import (
+    MarginSpool,
+    Passes,
+    count_users,
+    fit_bt,
+    mean_signed_difference,
+    sign_stage,
+    unit,
+    weight_totals,
+)
+from signrm.estimators._params import (
+    HEAD_CONSTRAINT,
+    TORCH_HEAD_CONSTRAINTS,
+    Choice,
+    Integral,
+    Interval,
+    IntervalSequence,
+    Real,
+    non_negative_real,
+    positive_int,
+)
 from signrm.estimators._torch_head import TorchHeadMixin
-from signrm.estimators._torch_train import train_pairwise
 from signrm.estimators.base import PreferenceEstimator
 from signrm.losses import resolve_lambdas
 
-_HEADS = ("linear", "mlp")
+#: The sign paper's fixed schedule (seeds 000/001): ``SignEstimator(**PAPER_SCHEDULE)``.
+PAPER_SCHEDULE = {"lambdas": (1.0, 15.0), "n_stages": 5, "select_stage": "last", "max_iter": 30}
 
 
 class SignEstimator(TorchHeadMixin, PreferenceEstimator):
-    """Sign estimator with lambda annealing (METHODS.md section 3.2).
+    """Sign estimator: smoothed 0-1 loss with a bandwidth chosen from the data (METHODS.md 3.2).
 
     The 0-1 loss is replaced by ``-s tanh(lam m / (2 sd))`` (``2 sigmoid(lam t) - 1 = tanh(lam t/2)``),
     with ``sd`` the standard deviation of the margins at the start of each stage, so lambda is
     dimensionless. Lambda grows over the stages; each stage is warm-started from the previous one
     and the first from the normalised Bradley–Terry solution.
+
+    By default (``select_stage="cv"``, linear head) lambda is treated as a smoothing bandwidth and
+    chosen by cross-fitting (:mod:`signrm.engine.bandwidth`): the path is annealed on each of
+    ``cv_folds`` training parts, every candidate direction ``(1 - a) u_BT + a u_stage`` — the BT
+    solution itself is the candidate ``a = 0`` — is scored by its exact held-out agreement, and
+    the winner is the average of the folds' fits at the chosen stage blended with the full-data
+    BT direction. Where BT is nearly unbiased the choice falls back towards RLHF; where
+    heterogeneity biases it, towards the sharp sign estimator. ``select_stage="last"`` with
+    ``lambdas=(1, 15), n_stages=5`` (:data:`PAPER_SCHEDULE`) is the paper's fixed schedule.
 
     Parameters
     ----------
@@ -39,57 +70,94 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         L-BFGS on the sphere — deterministic. MLP: BT warm start, then the smoothed sign loss with
         lambda annealed over epochs on margins normalised by a running std.
     lambdas : sequence of float
-        ``(start, stop)``: a geometric schedule of ``n_stages`` values (default 1 -> 15, as in
-        the paper); a longer sequence is used as the schedule itself.
+        ``(start, stop)``: a geometric grid of ``n_stages`` values; a longer sequence is used as
+        the grid itself. Default 1 -> 64 in 7 doubling stages (the path searched by ``"cv"``).
     n_stages : int
-        Number of annealing stages when ``lambdas`` is ``(start, stop)``.
+        Number of stages when ``lambdas`` is ``(start, stop)``.
+    select_stage : "cv" or "last"
+        ``"cv"`` (default): choose the stage and the blend with BT by cross-fitted held-out
+        agreement (linear head; the MLP head anneals to the last stage). ``"last"``: anneal on all
+        data to the last lambda (the paper's schedule with ``lambdas=(1, 15), n_stages=5``).
+    blends : sequence of float in [0, 1]
+        Candidate weights ``a`` of the sign direction in ``(1 - a) u_BT + a u_sign`` for
+        ``"cv"`` (0 = RLHF's direction, 1 = the pure sign fit).
+    cv_folds : int
+        Folds of ``"cv"`` (whole users per fold when user ids are given and there are at least
+        ``4 * cv_folds`` users). Two folds: the path is run on two halves, which together cost
+        about one full-data path, and the two half fits are averaged (for a cube-root estimator
+        the average of two independent halves has less variance than one fit on all the data).
+    refit : bool
+        ``"cv"``: refit the path on all the data up to the chosen stage instead of averaging the
+        fold fits (one more path).
+    cv_patience : int
+        ``"cv"``: stop the path after this many stages without a better held-out score.
+    cv_slack : float
+        ``"cv"``: the one-standard-error rule: among the candidates whose held-out agreement is
+        within ``cv_slack`` standard errors (of the best candidate's gain over BT) of the best,
+        the one closest to BT (smallest blend, then smallest lambda) is chosen. 0 = plain argmax.
     n_restarts : int
-        Linear head: number of starting points (the BT solution, then random perturbations of it);
-        the fit with the highest exact agreement on the training data is kept.
+        ``"last"``, linear head: number of starting points (the BT solution, then random
+        perturbations of it); the fit with the highest exact training agreement is kept.
+    solver : "anneal" or "milp"
+        Linear head. ``"anneal"``: the smoothed path (default). ``"milp"``: then solve the exact
+        0-1 objective on the training data as a mixed-integer program (scipy's HiGHS,
+        :func:`signrm.engine.milp.fit_sign_milp`), started from the annealed fit: the global
+        maximum-score solution and a certificate of the annealed fit's optimisation gap
+        (``milp_info_``). Small problems only (a few thousand comparisons, d up to ~15, in
+        memory); measured in docs/milp.md, the exact optimum is often *further* from the
+        population direction at small n than the annealed fit (smoothing regularises).
+    milp_time_limit : float
+        Seconds for ``solver="milp"``; the gap at the limit is reported.
     bt_l2 : float
-        Ridge penalty of the BT warm start.
+        Ridge penalty of the BT warm start (and of the BT candidate).
     calibrate : bool
         Fit a scalar temperature ``a`` so that ``predict_proba = sigmoid(a m)`` is calibrated on
         the training data (the sign estimator itself only orders).
-    select_stage : "last" or "cv"
-        Linear head: ``"last"`` anneals to the last lambda (the paper's schedule). ``"cv"``
-        treats lambda as a smoothing bandwidth chosen from the data: the schedule is run on
-        ``cv_folds`` folds (whole users when user ids are given), the stage with the best mean
-        held-out exact agreement is kept, and all data are refitted up to it. Use it for
-        high-dimensional features with noisy answers, where the sharp 0-1 surrogate overfits
-        (costs about ``cv_folds`` extra fits).
-    cv_folds : int
-        Folds of ``select_stage="cv"``.
     stage_epochs : int
         MLP head: epochs per annealing stage before the last (the last runs to early stopping).
-    max_iter, tol : L-BFGS iterations and projected-gradient tolerance per stage (linear head).
-        The 0-1 landscape is flat at the scale of its sampling noise, so polishing a stage beyond
-        ~30 iterations changes the training agreement by < 0.5 % and the direction by less than
-        its standard error; raise them for exact maximum-score solutions.
+    max_iter, tol : L-BFGS settings of each annealing stage (linear head): at most ``max_iter``
+        iterations, stopped when the projected gradient of the smoothed objective falls below
+        ``tol``. The 0-1 landscape is flat at the scale of its sampling noise, so polishing a
+        stage beyond ~15 iterations on a warm-started path changes the training agreement by
+        < 0.5 % and the direction by less than its standard error (measured on the twin panel at
+        n = 10,000 and 43,834: 15 and 30 iterations chose the same stage and direction); raise
+        them for exact maximum-score solutions.
     hidden_sizes, learning_rate, batch_size, max_epochs, patience, validation_fraction,
     weight_decay : MLP-head training settings.
     random_state : int or None
-        Seeds the validation split, restarts and MLP training. Defaults to 0 (not None) so that
-        the default fit is reproducible.
+        Seeds the cross-validation folds, restarts, the validation split and MLP training.
+        Defaults to 0 (not None), as in every signrm estimator, so that the default fit is
+        reproducible.
     verbose : bool
+        Progress bar (comparisons read per second, with the current stage).
 
     Attributes
     ----------
     coef_ : (d,) unit vector (linear head).
+    bt_coef_ : (d,) the BT warm start fitted on all the data (linear head).
     objective_ : float
-        Final smoothed agreement ``mean s tanh(lam m / 2 sd)`` at the last lambda (linear head).
+        Smoothed agreement ``mean s tanh(lam m / 2 sd)`` at the last stage run (linear head;
+        for ``"cv"`` the mean over the fold fits at the chosen stage, NaN when BT is chosen).
     agreement_ : float
         Exact agreement ``mean s sign(m)`` on the training data, in [-1, 1].
     zero_one_loss_ : float
         ``(1 - agreement_) / 2``: the training 0-1 loss over non-tie comparisons' weight.
     stages_ : list of dict
-        Per-stage lambda, margin scale, smoothed objective and iterations (linear head).
+        Per-stage lambda, margin scale, smoothed objective and iterations (linear head; for
+        ``"cv"``, those of the first fold).
     calibration_scale_ : float
         Temperature of ``predict_proba``.
     selected_lambda_ : float
-        The last lambda of the schedule actually used (linear head).
+        The lambda of the stage used (0.0 when ``"cv"`` chose the BT direction).
+    selected_blend_ : float
+        The blend ``a`` used (1.0 for ``"last"``).
     validation_agreement_ : list of float or None
-        Held-out exact agreement after each stage (``select_stage="cv"``).
+        ``"cv"``: held-out exact agreement of the pure sign fit after each stage run.
+    cv_scores_ : list of list of float or None
+        ``"cv"``: held-out agreement of each (stage, blend) candidate, rows = stages run.
+    margin_scale_ : float
+        Standard deviation of the training margins of ``coef_``.
+    n_passes_, fit_seconds_ : passes over the data and wall time of the linear fit.
     """
 
     _saved = (
@@ -102,21 +170,49 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         "bt_coef_",
         "margin_scale_",
         "selected_lambda_",
+        "selected_blend_",
         "validation_agreement_",
+        "cv_scores_",
     )
+    _parameter_constraints: dict = {
+        **TORCH_HEAD_CONSTRAINTS,
+        "head": HEAD_CONSTRAINT,
+        "lambdas": [IntervalSequence(Real, 0, None, closed="neither", min_length=1)],
+        "n_stages": [positive_int()],
+        "select_stage": [Choice("last", "cv")],
+        "blends": [IntervalSequence(Real, 0, 1, closed="both", min_length=1)],
+        "cv_folds": [Interval(Integral, 2, None, closed="left")],
+        "refit": ["boolean"],
+        "cv_patience": [positive_int()],
+        "cv_slack": [non_negative_real()],
+        "n_restarts": [positive_int()],
+        "solver": [Choice("anneal", "milp")],
+        "milp_time_limit": [Interval(Real, 0, None, closed="neither")],
+        "bt_l2": [non_negative_real()],
+        "calibrate": ["boolean"],
+        "stage_epochs": [positive_int()],
+        "max_iter": [positive_int()],
+        "tol": [non_negative_real()],
+    }
 
     def __init__(
         self,
         head: str = "linear",
-        lambdas: Sequence[float] = (1.0, 15.0),
-        n_stages: int = 5,
+        lambdas: Sequence[float] = (1.0, 64.0),
+        n_stages: int = 7,
+        select_stage: str = "cv",
+        blends: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+        cv_folds: int = 2,
+        refit: bool = False,
+        cv_patience: int = 1,
+        cv_slack: float = 0.5,
         n_restarts: int = 1,
+        solver: str = "anneal",
+        milp_time_limit: float = 60.0,
         bt_l2: float = 1e-4,
         calibrate: bool = True,
-        select_stage: str = "last",
-        cv_folds: int = 3,
         stage_epochs: int = 2,
-        max_iter: int = 30,
+        max_iter: int = 15,
         tol: float = 1e-4,
         hidden_sizes: Sequence[int] = (1024, 512),
         learning_rate: float = 1e-3,
@@ -131,11 +227,17 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         self.head = head
         self.lambdas = lambdas
         self.n_stages = n_stages
+        self.select_stage = select_stage
+        self.blends = blends
+        self.cv_folds = cv_folds
+        self.refit = refit
+        self.cv_patience = cv_patience
+        self.cv_slack = cv_slack
         self.n_restarts = n_restarts
+        self.solver = solver
+        self.milp_time_limit = milp_time_limit
         self.bt_l2 = bt_l2
         self.calibrate = calibrate
-        self.select_stage = select_stage
-        self.cv_folds = cv_folds
         self.stage_epochs = stage_epochs
         self.max_iter = max_iter
         self.tol = tol
@@ -150,143 +252,171 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         self.verbose = verbose
 
     def _schedule(self) -> np.ndarray:
-        if self.head not in _HEADS:
-            raise ValueError(f"head must be one of {_HEADS}, got {self.head!r}")
-        if self.select_stage not in ("last", "cv"):
-            raise ValueError(f"select_stage must be 'last' or 'cv', got {self.select_stage!r}")
-        if int(self.n_restarts) < 1:
-            raise ValueError(f"n_restarts must be >= 1, got {self.n_restarts}")
+        """Check the parameters (``_parameter_constraints``); the lambda grid, shape (k,)."""
+        self._validate_params()
         return resolve_lambdas(self.lambdas, int(self.n_stages))
 
-    def fit(self, data: PreferenceData) -> SignEstimator:
-        """Fit on comparisons (or a ``signrm.streaming`` source); returns self. Ties: zero weight."""
-        from signrm.streaming import fit_streaming, is_streaming_source
+    def fit(self, data) -> SignEstimator:
+        """Fit on comparisons; returns self. Ties: zero weight.
 
-        if is_streaming_source(data):
-            return fit_streaming(self, data)
+        ``data``: a :class:`~signrm.PreferenceData`, or (linear head) a streaming source or a
+        path of Parquet shards / ``.npy`` files, fitted out of core by the same engine.
+        """
         lambdas = self._schedule()
-        data = self._check_data(data)
-        self.n_features_in_ = data.n_features
-        D = data.differences
-        y, w = data.y, data.weight
-        wn = np.full(len(y), 1.0 / len(y)) if w is None else w / w.sum()
-        s = data.signs
         if self.head == "linear":
-            self.validation_agreement_ = None
-            if self.select_stage == "cv" and len(lambdas) > 1:
-                lambdas = self._select_stages(data, lambdas)
-            agree, theta, stages, theta_bt = self._fit_linear(D, y, w, lambdas)
-            self.bt_coef_ = theta_bt
-            self.coef_ = theta
-            self.stages_ = [{k: v for k, v in vars(st).items() if k != "theta"} for st in stages]
-            self.selected_lambda_ = float(lambdas[-1])
-            self.objective_ = stages[-1].objective
-            self.margin_scale_ = stages[-1].scale
-            self.head_module_ = None
-            margins = np.asarray(D @ theta.astype(D.dtype), dtype=np.float64)
-        else:
-            data.require_alternatives("SignEstimator(head='mlp')")
-            self.head_module_ = self._new_head(data.n_features)
-            self.history_ = train_pairwise(
-                self.head_module_,
-                data.xa,
-                data.xb,
-                y,
-                w,
-                self._train_config(),
-                loss="sign",
-                lambdas=lambdas,
-                stage_epochs=int(self.stage_epochs),
-            )
-            self.coef_ = None
-            self.bt_coef_ = None
-            self.stages_ = None
-            self.selected_lambda_ = float(lambdas[-1])
-            self.validation_agreement_ = None
-            margins = self._torch_reward(data.xa) - self._torch_reward(data.xb)
-            self.margin_scale_ = float(np.std(margins)) or 1.0
-            self.objective_ = float(
-                wn @ (s * np.tanh(0.5 * lambdas[-1] * margins / self.margin_scale_))
-            )
-            agree = float(wn @ (s * np.sign(margins)))
-        self.agreement_ = float(agree)
-        nontie = float(wn[s != 0].sum())
-        self.zero_one_loss_ = float((nontie - agree) / (2 * nontie))
+            return self._fit_linear(data, lambdas)
+        data = self._fit_pairwise_head(
+            data, loss="sign", lambdas=lambdas, stage_epochs=int(self.stage_epochs)
+        )
+        self.coef_ = self.bt_coef_ = self.stages_ = None
+        self.validation_agreement_ = self.cv_scores_ = None
+        self.selected_lambda_, self.selected_blend_ = float(lambdas[-1]), 1.0
+        margins = self._torch_reward(data.xa) - self._torch_reward(data.xb)
+        w = np.ones(data.n_samples) if data.weight is None else data.weight
+        wn, s = w / w.sum(), data.signs
+        self.margin_scale_ = float(np.std(margins)) or 1.0
+        self.objective_ = float(
+            wn @ (s * np.tanh(0.5 * lambdas[-1] * margins / self.margin_scale_))
+        )
+        agree, nontie = float(wn @ (s * np.sign(margins))), float(wn[s != 0].sum())
+        self._set_agreement(agree, nontie)
         self.calibration_scale_ = (
-            _fit_temperature(margins, y, wn) if self.calibrate else 1.0 / self.margin_scale_
+            _temperature(margins, data.y, wn) if self.calibrate else 1.0 / self.margin_scale_
         )
         return self
 
-    def _fit_linear(self, D, y, w, lambdas):
-        """BT warm start, then annealing from each start; keeps the best exact agreement."""
-        wn = np.full(len(y), 1.0 / len(y)) if w is None else w / w.sum()
-        s = 2.0 * y - 1.0
-        # Only a starting point: solved to scikit-learn's default tolerance, not polished.
-        theta_bt, _ = fit_bt_linear(D, y, w, l2=self.bt_l2, tol=1e-4)
-        if not np.any(theta_bt):
-            theta_bt = D.T @ (wn * s)  # all-zero BT fit: start from the mean signed difference
-        if not np.any(theta_bt):
-            informative = (s != 0) & (wn > 0)
-            if not np.any(D[informative]):
-                raise ValueError(
-                    "the sign estimator has no starting point: every non-tie comparison with "
-                    "non-zero weight has a zero feature difference phi(a) - phi(b), so the "
-                    "data carry no information on the ordering"
+    # ------------------------------------------------------------------ linear head
+    def _fit_linear(self, data, lambdas: np.ndarray) -> SignEstimator:
+        source = self._linear_source(data)
+        t0 = time.perf_counter()
+        passes = Passes(source, progress=bool(self.verbose), desc="SignEstimator")
+        try:
+            totals = weight_totals(passes)
+            d = int(source.n_features)
+            theta_bt = self._bt_start(passes, totals, d)
+            self.bt_coef_ = theta_bt
+            if self.select_stage == "cv":
+                theta = self._fit_cv(passes, totals, theta_bt, lambdas)
+            else:
+                theta = self._fit_schedule(passes, totals, theta_bt, lambdas)
+            if self.solver == "milp":
+                theta = self._solve_milp(source, theta)
+            self.coef_ = theta
+            spool = MarginSpool(passes, totals, theta, keep=bool(self.calibrate))
+            try:
+                self._set_agreement(spool.agreement, spool.nontie)
+                self.margin_scale_ = spool.sd or 1.0
+                self.calibration_scale_ = (
+                    spool.temperature() if self.calibrate else 1.0 / self.margin_scale_
                 )
+            finally:
+                spool.close()
+        finally:
+            passes.close()
+        self.head_module_ = None
+        self.n_features_in_ = d
+        self.n_passes_ = passes.state.n_passes
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _bt_start(self, passes: Passes, totals, d: int) -> np.ndarray:
+        """The BT fit on all rows (the warm start and the BT candidate)."""
+        # Only a starting point: solved to scikit-learn's default tolerance, not polished.
+        theta_bt, _ = fit_bt(passes, totals, d, l2=self.bt_l2, use_margin=False,
+                             label="BT warm start")  # fmt: skip
+        if not np.any(theta_bt):  # all-zero BT fit: start from the mean signed difference
+            theta_bt = mean_signed_difference(passes, totals, d)
+        if not np.any(theta_bt):
             raise ValueError(
                 "the sign estimator has no starting point: the Bradley-Terry fit and the "
                 "weighted mean signed difference sum_i w_i (2 y_i - 1) (phi(a_i) - phi(b_i)) "
-                "are both zero (the labels carry no signal along any feature)"
+                "are both zero (every non-tie comparison has a zero feature difference, or the "
+                "labels carry no signal along any feature)"
             )
+        return theta_bt
+
+    def _fit_schedule(self, passes: Passes, totals, theta_bt, lambdas) -> np.ndarray:
+        """Anneal over all of ``lambdas`` from each start; keep the best exact agreement."""
         rng = np.random.default_rng(self.random_state)
-        starts = [theta_bt / np.linalg.norm(theta_bt)]
+        starts = [unit(theta_bt)]
         for _ in range(int(self.n_restarts) - 1):
-            z = rng.standard_normal(D.shape[1])
-            starts.append(starts[0] + z / np.linalg.norm(z))
+            z = rng.standard_normal(theta_bt.size)
+            starts.append(unit(starts[0] + z / np.linalg.norm(z)))
         best = None
         for start in starts:
-            theta, stages = fit_sign_linear(
-                D, y, start, lambdas, w, max_iter=self.max_iter, tol=self.tol
-            )
-            agree = exact_agreement(D, s, wn, theta)
+            u, stages = start, []
+            for k, lam in enumerate(lambdas):
+                label = f"stage {k + 1}/{len(lambdas)} (lambda {lam:.3g})"
+                scale = stages[-1].end_scale if stages else None
+                stages.append(sign_stage(passes, totals, u, float(lam), max_iter=self.max_iter,
+                                         tol=self.tol, label=label, scale=scale))  # fmt: skip
+                u = stages[-1].theta
+            agree = None
+            if len(starts) > 1:
+                spool = MarginSpool(passes, totals, u, keep=False)
+                agree = spool.agreement
             if best is None or agree > best[0] + 1e-12:
-                best = (agree, theta, stages)
-        return (*best, theta_bt)
+                best = (agree, u, stages)
+        _, u, stages = best
+        self.stages_ = [st.record() for st in stages]
+        self.objective_ = stages[-1].objective
+        self.selected_lambda_, self.selected_blend_ = float(lambdas[-1]), 1.0
+        self.validation_agreement_ = self.cv_scores_ = None
+        return u
 
-    def _select_stages(self, data: PreferenceData, lambdas: np.ndarray) -> np.ndarray:
-        """Pick how far to anneal by cross-validated exact agreement; returns the schedule.
-
-        Lambda is a smoothing bandwidth: a sharper surrogate fits the 0-1 loss better but has
-        more variance, which in many dimensions with noisy answers can cost more than it gains.
-        Held-out agreement ``mean s sign(m)`` is itself maximised by the population ordering
-        under symmetric heterogeneity, so it is a consistent selection criterion. Folds keep
-        users whole when user ids are given.
-        """
+    def _fit_cv(self, passes: Passes, totals, theta_bt, lambdas) -> np.ndarray:
+        """Cross-fitted choice of the stage and the blend with BT (engine.bandwidth)."""
         n_folds = int(self.cv_folds)
-        if n_folds < 2:
-            raise ValueError(f"cv_folds must be >= 2, got {self.cv_folds}")
-        rng = np.random.default_rng(self.random_state)
-        if data.user is not None and len(np.unique(data.user)) >= n_folds:
-            uniq, inverse = np.unique(data.user, return_inverse=True)
-            fold = rng.permutation(len(uniq)) % n_folds
-            fold = fold[inverse]
+        by_user = count_users(passes) >= 4 * n_folds
+        blends = np.unique(np.r_[0.0, np.asarray(self.blends, dtype=np.float64)])
+        choice: BandwidthChoice = select_bandwidth(
+            passes, totals, theta_bt, lambdas, blends,
+            n_folds=n_folds, seed=int(self.random_state or 0), by_user=by_user,
+            bt_l2=self.bt_l2, max_iter=self.max_iter, tol=self.tol,
+            patience=int(self.cv_patience), slack=float(self.cv_slack),
+        )  # fmt: skip
+        u_bt = unit(theta_bt)
+        self.cv_scores_ = choice.scores.tolist()
+        self.validation_agreement_ = choice.scores[:, -1].tolist()
+        self.stages_ = [st.record() for st in choice.fold_paths[0]]
+        self.selected_lambda_, self.selected_blend_ = choice.lam, choice.blend
+        self.cv_by_user_ = bool(choice.by_user)
+        if choice.stage < 0:
+            self.objective_ = float("nan")
+            return u_bt
+        if self.refit:
+            u, st = u_bt, None
+            for k, lam in enumerate(choice.lambdas[: choice.stage + 1]):
+                st = sign_stage(passes, totals, u, float(lam), max_iter=self.max_iter,
+                                tol=self.tol, label=f"refit stage {k + 1}",
+                                scale=st.end_scale if st else None)  # fmt: skip
+                u = st.theta
+            self.objective_ = st.objective
         else:
-            fold = rng.permutation(data.n_samples) % n_folds
-        w = np.ones(data.n_samples) if data.weight is None else data.weight
-        total = np.zeros(len(lambdas))
-        for k in range(n_folds):
-            train, val = data.subset(fold != k), data.subset(fold == k)
-            if not np.any(train.signs != 0):
-                continue
-            _, _, stages, _ = self._fit_linear(train.differences, train.y, train.weight, lambdas)
-            wv = w[fold == k]
-            for j, st in enumerate(stages):
-                m = val.differences @ st.theta.astype(val.differences.dtype)
-                total[j] += float(wv @ (val.signs * np.sign(m)))
-        scores = total / w.sum()
-        self.validation_agreement_ = [float(v) for v in scores]
-        best = int(np.argmax(scores))
-        return lambdas[: best + 1]
+            u = choice.averaged_direction()
+            self.objective_ = choice.fold_objective()
+        return unit(blend_directions(u_bt, u, np.array([choice.blend]))[:, 0])
+
+    def _solve_milp(self, source, theta0: np.ndarray) -> np.ndarray:
+        """The exact maximum-score direction, started from ``theta0`` (sets ``milp_info_``)."""
+        from signrm.engine.milp import fit_sign_milp
+
+        if not getattr(source, "in_memory", False):
+            raise ValueError(
+                "solver='milp' solves small in-memory problems exactly; it cannot stream a "
+                "source (use solver='anneal')"
+            )
+        (chunk,) = list(source)
+        theta, info = fit_sign_milp(
+            np.asarray(chunk.differences, dtype=np.float64), chunk.y, chunk.weight,
+            time_limit=float(self.milp_time_limit), theta0=theta0,
+        )  # fmt: skip
+        self.milp_info_ = info
+        return theta
+
+    def _set_agreement(self, agreement: float, nontie: float) -> None:
+        self.agreement_ = float(agreement)
+        self.zero_one_loss_ = float((nontie - agreement) / (2 * nontie))
 
     def _reward(self, X: np.ndarray) -> np.ndarray:
         if self.head == "linear":
@@ -298,27 +428,13 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         return special.expit(self.calibration_scale_ * self.decision_function(data))
 
 
-def _fit_temperature(margins: np.ndarray, y: np.ndarray, wn: np.ndarray) -> float:
+def _temperature(margins: np.ndarray, y: np.ndarray, wn: np.ndarray) -> float:
     """Scalar ``a >= 0`` minimising the weighted cross-entropy of ``sigmoid(a m)``."""
-    sd = float(np.std(margins)) or 1.0
-    return temperature_from_chunks(lambda: [(margins, y, wn)], sd)
+    from signrm.engine.linear import Passes, WeightTotals, array_source
+
+    passes = Passes(array_source(margins[:, None], y, wn))
+    spool = MarginSpool(passes, WeightTotals(len(y), float(wn.sum()), 1.0), np.ones(1), keep=True)
+    return spool.temperature()
 
 
-def temperature_from_chunks(
-    chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]], sd: float
-) -> float:
-    """Temperature ``a / sd`` minimising ``sum w (softplus(a m / sd) - y a m / sd)`` over a in [0, 100].
-
-    ``chunks()`` yields ``(margins, labels, normalised weights)`` blocks anew at each call, so
-    the margins need not be in memory at once (streaming fits read them back from disk).
-    """
-
-    def nll(a):
-        total = 0.0
-        for m, y, wn in chunks():
-            z = a * (m / sd)
-            total += float(wn @ (np.logaddexp(0.0, z) - y * z))
-        return total
-
-    res = optimize.minimize_scalar(nll, bounds=(0.0, 100.0), method="bounded")
-    return float(res.x) / sd
+__all__ = ["PAPER_SCHEDULE", "SignEstimator"]

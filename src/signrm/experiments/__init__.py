@@ -1,10 +1,12 @@
-"""Declarative experiments: configs (grid x seeds), a resumable parallel runner, reports, plots.
+"""Declarative experiments: configs (grid x seeds), a resumable parallel runner, the analysis of
+results (``analysis``), Markdown reports (``report``) and plots (``plots``).
 
 ``plots`` (matplotlib) is imported only when a report draws figures.
 """
 
+from .analysis import rate_slopes, sign_paper_table, summarize
 from .config import ExperimentConfig, load_config, packaged_configs
-from .report import rate_slopes, sign_paper_table, summarize, write_report
+from .report import write_report
 from .runner import ResultStore, read_results, run_experiment
 
 __all__ = [

@@ -10,8 +10,9 @@ A config is a grid of settings times seeds; each (setting, seed) is one job::
       n: [1000, 10000]
       estimator: [rlhf, sign]
     exclude: [{estimator: em5, n: 100000}]   # optional partial settings to skip
-    estimators:                 # name -> class and keyword parameters
-      rlhf: {class: BradleyTerry, params: {head: linear}}
+    estimators:                 # name -> class (a signrm.registry name or a class name) and
+      rlhf: {class: BradleyTerry, params: {head: linear}}   # keyword parameters
+      thurstone: {class: thurstone}
     profiles:                   # optional named overrides (e.g. quick), applied with --profile
       quick: {seeds: 2, grid: {n: [1000]}}
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from signrm.errors import UserError
+from signrm.registry import CLASSES, estimator_names
 
 __all__ = [
     "ExperimentConfig",
@@ -38,11 +40,13 @@ __all__ = [
     "check_value",
     "packaged_configs",
     "JOB_KINDS",
-    "ESTIMATOR_CLASSES",
+    "ESTIMATOR_NAMES",
+    "read_config_file",
     "job_key",
 ]
 
-ESTIMATOR_CLASSES = ("BradleyTerry", "SignEstimator", "ClassificationRM", "LatentClassBT")
+#: what ``estimators.<name>.class`` may say: a registry name (``bt``) or a class name
+ESTIMATOR_NAMES = (*estimator_names(), *CLASSES)
 
 _TOP_KEYS = {
     "name",
@@ -68,7 +72,7 @@ _POP_KINDS = (
 )
 JOB_KINDS: dict[str, dict[str, Any]] = {
     "sign_paper": {
-        "panel": ("symmetric", "asymmetric"),
+        "panel": "twin_variant",
         "n": "posint",
         "estimator": "estimator",
         "choice": ("bt", "thurstone", "bottleneck"),
@@ -104,13 +108,37 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
         "test_candidates": "posint",
         "test_fraction": "fraction",
     },
-}
+    "battery": {
+        "panel": (
+            "symmetric", "heavy_tailed", "skewed", "decisive_minority", "experts_crowd",
+        ),
+        "coupling": "unit_interval",
+        "n_personas": "posint",
+        "dim": "posint",
+        "population_seed": "int",
+        "n": "posint",
+        "estimator": "estimator",
+        "choice": ("bt", "thurstone", "bottleneck"),
+        "beta": "posfloat_or_null",
+        "n_eval_pairs": "posint",
+    },
+}  # fmt: skip
 _REQUIRED = {
+    "battery": ("panel", "n", "estimator"),
     "sign_paper": ("n", "estimator"),
     "synthetic": ("n", "estimator"),
     "bt_vs_clf": ("n", "beta", "pairing", "candidates", "estimator"),
 }
 _DEFAULTS = {
+    "battery": {
+        "coupling": 0.7,
+        "n_personas": 200,
+        "dim": 8,
+        "population_seed": 0,
+        "choice": "bt",
+        "beta": None,
+        "n_eval_pairs": 20000,
+    },
     "sign_paper": {
         "panel": "symmetric",
         "choice": "bt",
@@ -201,7 +229,8 @@ def packaged_configs() -> dict[str, Path]:
     return dict(sorted(out.items()))
 
 
-def _read(path: Path) -> dict:
+def read_config_file(path: Path) -> dict:
+    """The top-level mapping of a YAML or TOML file (by suffix); ``UserError`` naming the file."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
         try:
@@ -258,9 +287,21 @@ def _check_value(where: str, key: str, value: Any, rule: Any, estimators: dict) 
     elif rule == "mapping_or_null":
         ok = value is None or isinstance(value, dict)
         want = "a mapping of keys to values, or null"
+    elif rule == "unit_interval":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+        want = "a number in [0, 1]"
     elif rule == "fraction":
         ok = isinstance(value, (int, float)) and 0 < value < 1
         want = "a number in (0, 1)"
+    elif rule == "twin_variant":
+        from signrm.simulate.battery import parse_battery_variant
+        from signrm.simulate.twin_panel import TWIN_VARIANTS
+
+        try:
+            ok = value in TWIN_VARIANTS or parse_battery_variant(value) is not None
+        except ValueError:
+            ok = False
+        want = "a twin-panel variant: " + ", ".join(TWIN_VARIANTS) + " (battery-NAME@COUPLING)"
     elif rule == "estimator":
         ok = value in estimators
         want = "one of the names under 'estimators': " + ", ".join(sorted(estimators))
@@ -274,19 +315,12 @@ def check_value(where: str, key: str, value: Any, rule: Any) -> None:
     _check_value(where, key, value, rule, {})
 
 
-#: Parameter checks a signrm estimator may define; called (when present) on the configured
-#: estimator. Methods of the same name inherited from scikit-learn are not signrm's checks.
-_PARAM_CHECKS = ("_validate_params", "_schedule")
+def _param_error(class_name: str, params: dict) -> str | None:
+    """The message of the estimator's declared parameter check on ``params``, or None."""
+    from signrm.registry import check_estimator_params
 
-
-def _param_error(cls: type, params: dict) -> str | None:
-    """The message of the estimator's own parameter check on ``cls(**params)``, or None."""
     try:
-        est = cls(**params)
-        for hook in _PARAM_CHECKS:
-            check = getattr(cls, hook, None)
-            if callable(check) and check.__module__.startswith("signrm."):
-                getattr(est, hook)()
+        check_estimator_params(class_name, **params)
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
@@ -305,30 +339,27 @@ def _validate_estimators(doc: dict, where: str) -> dict[str, dict]:
             raise UserError(
                 f"{where}: estimators.{name} has unknown key(s) {sorted(bad)}; allowed: class, params"
             )
-        if spec["class"] not in ESTIMATOR_CLASSES:
+        if not isinstance(spec["class"], str) or spec["class"] not in ESTIMATOR_NAMES:
             raise UserError(
                 f"{where}: estimators.{name}.class={spec['class']!r} is not allowed; allowed values: "
-                + ", ".join(ESTIMATOR_CLASSES)
+                + ", ".join(ESTIMATOR_NAMES)
             )
         params = spec.get("params") or {}
         if not isinstance(params, dict):
             raise UserError(f"{where}: estimators.{name}.params must be a mapping")
-        import inspect
+        from signrm.registry import parameter_names
 
-        import signrm
-
-        cls = getattr(signrm, spec["class"])
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = set(params) - accepted
+        accepted = parameter_names(spec["class"])
+        unknown = set(params) - set(accepted)
         if unknown:
             raise UserError(
                 f"{where}: estimators.{name}.params has unknown key(s) {sorted(unknown)}; "
                 f"{spec['class']} accepts: {', '.join(sorted(accepted))}"
             )
-        message = _param_error(cls, params)
+        message = _param_error(spec["class"], params)
         if message is not None:
             # name the parameter whose value alone fails the estimator's check, if there is one
-            culprit = next((k for k in params if _param_error(cls, {k: params[k]})), None)
+            culprit = next((k for k in params if _param_error(spec["class"], {k: params[k]})), None)
             if culprit is None:
                 raise UserError(
                     f"{where}: estimators.{name}.params={params!r} are not allowed together: "
@@ -336,7 +367,7 @@ def _validate_estimators(doc: dict, where: str) -> dict[str, dict]:
                 )
             raise UserError(
                 f"{where}: estimators.{name}.params.{culprit}={params[culprit]!r} is not allowed: "
-                f"{_param_error(cls, {culprit: params[culprit]})}"
+                f"{_param_error(spec['class'], {culprit: params[culprit]})}"
             )
         out[str(name)] = {"class": spec["class"], "params": dict(params)}
     return out
@@ -510,7 +541,7 @@ def load_config(source: str | Path | dict, profile: str | None = None) -> Experi
                 )
         if path.suffix not in (".yaml", ".yml", ".toml"):
             raise UserError(f"{path}: config files must end in .yaml, .yml or .toml")
-        doc, where = _read(path), str(path)
+        doc, where = read_config_file(path), str(path)
     doc = _apply_profile(doc, profile, where)
     cfg = validate(doc, where)
     cfg.source = where

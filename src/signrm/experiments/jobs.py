@@ -7,6 +7,7 @@ comparisons, and a job's result does not depend on which worker ran it or in whi
 
 from __future__ import annotations
 
+import functools
 import time
 import zlib
 from typing import Any
@@ -25,16 +26,16 @@ def stream(seed: int, *parts: Any) -> np.random.Generator:
 
 
 def make_estimator(spec: dict, seed: int):
-    """Instantiate ``spec = {"class": name, "params": {...}}`` with ``random_state=seed``."""
-    import signrm
+    """Instantiate ``spec = {"class": name, "params": {...}}`` with ``random_state=seed``.
 
-    cls = getattr(signrm, spec["class"])
+    ``name`` is a :mod:`signrm.registry` name (``"bt"``) or a class name (``"BradleyTerry"``).
+    """
+    from signrm import registry
+
     params = dict(spec.get("params") or {})
-    import inspect
-
-    if "random_state" in inspect.signature(cls.__init__).parameters:
+    if "random_state" in registry.parameter_names(spec["class"]):
         params.setdefault("random_state", int(seed))
-    return cls(**params)
+    return registry.make_estimator(spec["class"], **params)
 
 
 def _eval_pairs(n_items: int, n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +125,46 @@ def _job_synthetic(setting: dict, seed: int, spec: dict) -> dict:
     est.fit(data)
     out = _ordering_metrics(est, X, pop.mean_utility(), seed, int(setting["n_eval_pairs"]))
     out["fit_seconds"] = time.perf_counter() - t0
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _battery_population(name: str, coupling: float, dim: int, n_personas: int, seed: int):
+    """A battery panel and its population BT and sign biases (degrees; infinite-data angles)."""
+    from signrm.simulate.battery import make_battery_population
+    from signrm.simulate.diagnostics import population_bt_bias, population_sign_bias
+
+    pop = make_battery_population(
+        name, coupling, dim, n_personas=n_personas, random_state=stream(seed, "battery", name)
+    )
+    pairs = lambda n, rng: rng.standard_normal((n, dim))  # noqa: E731  D ~ N(0, I)
+    bt = population_bt_bias(pop, pairs, random_state=stream(seed, "bias", name))
+    return pop, bt, population_sign_bias(pop, pairs, random_state=stream(seed, "bias", name))
+
+
+def _job_battery(setting: dict, seed: int, spec: dict) -> dict:
+    """A battery panel on synthetic features (D ~ N(0, I)), with its population BT bias."""
+    from signrm.simulate import simulate_comparisons
+
+    dim = int(setting["dim"])
+    pop, bias, sign_bias = _battery_population(
+        setting["panel"], float(setting["coupling"]), dim, int(setting["n_personas"]),
+        int(setting["population_seed"]),
+    )  # fmt: skip
+    n = int(setting["n"])
+    n_items = max(4000, n)
+    X = stream(seed, "items", dim, n_items).standard_normal((n_items, dim)) / np.sqrt(2.0)
+    data = simulate_comparisons(
+        pop, X, n, choice=setting["choice"], beta=setting.get("beta"),
+        random_state=stream(seed, "data", n),
+    )  # fmt: skip
+    est = make_estimator(spec, seed)
+    t0 = time.perf_counter()
+    est.fit(data)
+    out = _ordering_metrics(est, X, pop.mean_utility(), seed, int(setting["n_eval_pairs"]))
+    out["fit_seconds"] = time.perf_counter() - t0
+    out["bt_bias_deg"] = float(bias)
+    out["sign_bias_deg"] = float(sign_bias)
     return out
 
 
@@ -243,7 +284,12 @@ def _job_bt_vs_clf(setting: dict, seed: int, spec: dict) -> dict:
     return out
 
 
-_JOBS = {"sign_paper": _job_sign_paper, "synthetic": _job_synthetic, "bt_vs_clf": _job_bt_vs_clf}
+_JOBS = {
+    "battery": _job_battery,
+    "sign_paper": _job_sign_paper,
+    "synthetic": _job_synthetic,
+    "bt_vs_clf": _job_bt_vs_clf,
+}
 
 
 def run_job(job: dict, threads: int | None = None) -> dict:

@@ -14,6 +14,8 @@ import pandas as pd  # noqa: E402
 
 from signrm.metrics import mean_ci  # noqa: E402
 
+from .analysis import rate_groups, rate_slopes  # noqa: E402
+
 __all__ = ["plot_error_vs_n", "plot_rates", "rates_figure", "plot_bt_vs_clf"]
 
 _ORDER = ["rlhf", "bt", "sign", "sign-cv", "em2", "em3", "em5"]
@@ -33,7 +35,7 @@ def _curves(ax, df: pd.DataFrame, metric: str, scale: float = 1.0) -> None:
             ns.append(n), m.append(mm * scale), lo.append(ll * scale), hi.append(hh * scale)
         if not ns or not np.isfinite(m).any():
             continue
-        style = "-o" if est in ("sign", "sign-cv", "rlhf", "bt") else "--s"
+        style = "-o" if est in ("sign", "sign-paper", "sign-cv", "rlhf", "bt") else "--s"
         ax.plot(ns, m, style, label=est, ms=4)
         ax.fill_between(ns, lo, hi, alpha=0.2)
     ax.set_xscale("log")
@@ -42,19 +44,26 @@ def _curves(ax, df: pd.DataFrame, metric: str, scale: float = 1.0) -> None:
 
 
 def plot_error_vs_n(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``error_vs_n.png``: angular error and disagreement against n, per estimator (95 % bands)."""
+    """``error_vs_n.png``: angular error and disagreement against n, per estimator (95 % bands),
+    one row per panel when the results hold several."""
+    from signrm.data import atomic_write
+
     out_dir = Path(out_dir)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    _curves(axes[0], df, "angular_error_deg")
-    axes[0].set_ylabel("angular error to theta_bar (deg)")
-    _curves(axes[1], df, "disagreement", scale=100.0)
-    axes[1].set_ylabel("disagreement with population order (%)")
-    axes[0].legend()
+    groups = list(df.groupby("panel", sort=False)) if "panel" in df else [(None, df)]
+    fig, axes = plt.subplots(len(groups), 2, figsize=(10, 3.8 * len(groups)), squeeze=False)
+    for row, (panel, grp) in zip(axes, groups):
+        _curves(row[0], grp, "angular_error_deg")
+        row[0].set_ylabel("angular error to theta_bar (deg)")
+        _curves(row[1], grp, "disagreement", scale=100.0)
+        row[1].set_ylabel("disagreement with population order (%)")
+        if panel is not None:
+            row[0].set_title(f"panel {panel}", fontsize=9)
+        row[0].legend(fontsize=8)
     name = df["experiment"].iloc[0]
     fig.suptitle(f"{name}: error against n (mean and 95 % interval over seeds)")
     fig.tight_layout()
     path = out_dir / "error_vs_n.png"
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"), suffix=".png")
     plt.close(fig)
     return [path]
 
@@ -62,8 +71,6 @@ def plot_error_vs_n(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 def rates_figure(df: pd.DataFrame):
     """Log-log angular error against n: one panel per setting (e.g. per population), one line
     per estimator with its fitted slope (``rate_slopes``) in the legend. Returns the Figure."""
-    from .report import rate_groups, rate_slopes
-
     groups = rate_groups(df)
     colours = {e: f"C{i}" for i, e in enumerate(_ordered(df["estimator"].unique()))}
     fig, axes = plt.subplots(
@@ -171,5 +178,56 @@ def plot_bt_vs_clf(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     fig.tight_layout()
     path = out_dir / "bt_vs_clf.png"
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def plot_phase(table, out_dir: Path) -> list[Path]:
+    """Phase diagram (one row of panels per battery panel): error ratio and disagreement
+    difference of sign vs RLHF over coupling x n, each cell annotated with the population BT
+    bias; ``table`` from :func:`signrm.experiments.analysis.phase_table`."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from signrm.data import atomic_write
+
+    if table.empty:
+        return []
+    panels = list(dict.fromkeys(table["panel"]))
+    fig, axes = plt.subplots(len(panels), 2, figsize=(10, 2.6 * len(panels) + 0.6), squeeze=False)
+    for row, panel in zip(axes, panels):
+        t = table[table["panel"] == panel]
+        cs, ns = sorted(set(t["coupling"])), sorted(set(t["n"]))
+        for ax, col, label, cmap, lim in (
+            (row[0], "error_ratio", "angle ratio sign / RLHF", "RdBu_r", (0.0, 2.0)),
+            (row[1], "disagreement_diff_pts", "disagreement sign - RLHF (pts)", "RdBu_r", (-8, 8)),
+        ):
+            grid = np.full((len(cs), len(ns)), np.nan)
+            bias = np.full(len(cs), np.nan)
+            for _, r in t.iterrows():
+                grid[cs.index(r["coupling"]), ns.index(r["n"])] = r[col]
+                bias[cs.index(r["coupling"])] = r["bt_bias_deg"]
+            im = ax.imshow(grid, cmap=cmap, vmin=lim[0], vmax=lim[1], aspect="auto", origin="lower")
+            for i in range(len(cs)):
+                for j in range(len(ns)):
+                    if np.isfinite(grid[i, j]):
+                        ax.text(
+                            j,
+                            i,
+                            f"{grid[i, j]:.2f}" if col == "error_ratio" else f"{grid[i, j]:+.1f}",
+                            ha="center",
+                            va="center",
+                            fontsize=8,
+                        )
+            ax.set_xticks(range(len(ns)), [f"{n:,}" for n in ns], fontsize=7)
+            ax.set_yticks(range(len(cs)), [f"{c:g} (BT bias {b:.0f}°)" for c, b in zip(cs, bias)],
+                          fontsize=7)  # fmt: skip
+            ax.set_title(f"{panel}: {label}", fontsize=9)
+            ax.set_xlabel("n comparisons", fontsize=8)
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        row[0].set_ylabel("coupling", fontsize=8)
+    fig.tight_layout()
+    path = Path(out_dir) / "phase.png"
+    atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"), suffix=".png")
     plt.close(fig)
     return [path]

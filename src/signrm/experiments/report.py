@@ -1,4 +1,8 @@
-"""Summaries and Markdown reports of experiment results (means with 95 % intervals over seeds)."""
+"""Markdown reports of experiment results (``report.md``, ``summary.csv``, PNG plots).
+
+The numbers come from :mod:`.analysis` (means with 95 % intervals over seeds, slopes, findings);
+the figures from :mod:`.plots`, imported only when a report draws them.
+"""
 
 from __future__ import annotations
 
@@ -8,242 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from signrm.metrics import mean_ci
-
-__all__ = [
-    "summarize",
-    "sign_paper_table",
-    "rate_slopes",
-    "rate_groups",
-    "bt_vs_clf_findings",
-    "bt_vs_clf_robustness",
-    "format_table",
-    "write_report",
-]
-
-_META = {
-    "key",
-    "experiment",
-    "kind",
-    "seed",
-    "fit_seconds",
-    "job_seconds",
-    "estimator_spec",
-}
-_METRICS = (
-    "angular_error_deg",
-    "disagreement",
-    "bon_improvement",
-    "bon16_improvement",
-    "test_order_consistency",
-    "label_error_rate",
-    "mean_abs_golden_diff",
-    "label_agreement",
-    "fit_seconds",
+from .analysis import (
+    bt_vs_clf_findings,
+    bt_vs_clf_robustness,
+    head_to_head,
+    phase_table,
+    rate_groups,
+    rate_slopes,
+    sign_paper_table,
+    summarize,
 )
 
-
-def _setting_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c not in _META and c not in _METRICS]
-
-
-def summarize(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
-    """One row per setting: ``<metric>_mean``, ``_lo``, ``_hi`` (95 % t interval) and ``n_seeds``."""
-    metrics = [m for m in (metrics or _METRICS) if m in df.columns]
-    by = [c for c in _setting_columns(df) if df[c].nunique(dropna=False) > 1] or ["experiment"]
-    rows = []
-    for keys, grp in df.groupby(by, dropna=False, sort=True):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        row = dict(zip(by, keys))
-        row["n_seeds"] = int(grp["seed"].nunique())
-        for m in metrics:
-            mean, lo, hi = mean_ci(grp[m].to_numpy(dtype=float))
-            row[f"{m}_mean"], row[f"{m}_lo"], row[f"{m}_hi"] = mean, lo, hi
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _ci(mean: float, lo: float, hi: float, digits: int = 1, pct: bool = False) -> str:
-    if not np.isfinite(mean):
-        return "–"
-    f = 100.0 if pct else 1.0
-    return f"{mean * f:.{digits}f} [{lo * f:.{digits}f}, {hi * f:.{digits}f}]"
-
-
-def sign_paper_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Estimator x n table: angular error (deg) and disagreement (%) with 95 % intervals."""
-    s = summarize(df, ["angular_error_deg", "disagreement", "fit_seconds"])
-    if "n" not in s.columns:
-        s["n"] = df["n"].iloc[0]
-    if "estimator" not in s.columns:
-        s["estimator"] = df["estimator"].iloc[0]
-    rows = []
-    for _, r in s.sort_values(["estimator", "n"]).iterrows():
-        rows.append(
-            {
-                "estimator": r["estimator"],
-                "n": int(r["n"]),
-                "angular error (deg)": _ci(
-                    r["angular_error_deg_mean"],
-                    r["angular_error_deg_lo"],
-                    r["angular_error_deg_hi"],
-                ),
-                "disagreement (%)": _ci(
-                    r["disagreement_mean"], r["disagreement_lo"], r["disagreement_hi"], pct=True
-                ),
-                "fit (s)": f"{r['fit_seconds_mean']:.1f}",
-                "seeds": int(r["n_seeds"]),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def rate_slopes(df: pd.DataFrame, metric: str = "angular_error_deg") -> pd.DataFrame:
-    """Per estimator: log-log slope of the mean error against n (all n, and the last 3 n).
-
-    The slope of a consistent estimator is negative (-1/3 for maximum score, -1/2 for a regular
-    M-estimator); an estimator whose error levels off at a bias has a slope near 0 at large n.
-    ``slope_lo``/``slope_hi`` are a 95 % interval from the per-seed slopes.
-    """
-    from scipy import stats
-
-    rows = []
-    for est, grp in df.groupby("estimator"):
-        means = grp.groupby("n")[metric].mean().sort_index()
-        ln, le = np.log(means.index.to_numpy(float)), np.log(means.to_numpy(float))
-        slope = float(np.polyfit(ln, le, 1)[0]) if len(ln) >= 2 else float("nan")
-        tail = float(np.polyfit(ln[-3:], le[-3:], 1)[0]) if len(ln) >= 3 else float("nan")
-        per_seed = []
-        for _, sg in grp.groupby("seed"):
-            sg = sg.sort_values("n")
-            if sg["n"].nunique() >= 2:
-                per_seed.append(
-                    np.polyfit(
-                        np.log(sg["n"].to_numpy(float)), np.log(sg[metric].to_numpy(float)), 1
-                    )[0]
-                )
-        _, lo, hi = mean_ci(per_seed)
-        last = grp[grp["n"] == grp["n"].max()][metric]
-        rows.append(
-            {
-                "estimator": est,
-                "slope": slope,
-                "slope_lo": lo,
-                "slope_hi": hi,
-                "tail_slope": tail,
-                "error_at_max_n": float(last.mean()),
-                "max_n": int(grp["n"].max()),
-                "r2": float(stats.pearsonr(ln, le).statistic ** 2)
-                if len(ln) >= 3 and np.ptp(le) > 0
-                else float("nan"),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def bt_vs_clf_findings(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seed 003's two findings, setting by setting.
-
-    1. CLF at least matches BT: per (beta, n, pairing, candidates), the best CLF's mean best-of-N
-       improvement is >= BT-MLP's (``reproduces``), and whether the gap exceeds the seed spread.
-    2. Cross-prompt beats same-prompt: per (estimator, beta, n, candidates), cross minus same.
-    """
-    metric = "bon_improvement"
-    keys = ["beta", "n", "pairing", "candidates"]
-    f1 = []
-    for k, grp in df.groupby(keys):
-        means = grp.groupby("estimator")[metric].mean()
-        bt_names = [e for e in means.index if "bt" in e.lower()]
-        clf_names = [e for e in means.index if "clf" in e.lower()]
-        if not bt_names or not clf_names:
-            continue
-        bt = means[bt_names[0]]
-        best_clf = means[clf_names].idxmax()
-        diffs = []
-        for _, sg in grp.groupby("seed"):
-            v = sg.set_index("estimator")[metric]
-            if best_clf in v and bt_names[0] in v:
-                diffs.append(v[best_clf] - v[bt_names[0]])
-        m, lo, hi = mean_ci(diffs)
-        per_clf = {}
-        for c in clf_names:
-            d = []
-            for _, sg in grp.groupby("seed"):
-                v = sg.set_index("estimator")[metric]
-                if c in v and bt_names[0] in v:
-                    d.append(v[c] - v[bt_names[0]])
-            cm, clo, chi = mean_ci(d)
-            per_clf[f"{c}-bt"] = f"{cm:+.2f} [{clo:+.2f}, {chi:+.2f}]"
-            per_clf[f"{c} verdict"] = _verdict(bool(cm >= 0), bool(clo > 0 or chi < 0))
-        f1.append(
-            {
-                **dict(zip(keys, k)),
-                "bt_mlp": bt,
-                **{c: means[c] for c in clf_names},
-                **per_clf,
-                "best_clf": best_clf,
-                "clf_minus_bt": m,
-                "ci_lo": lo,
-                "ci_hi": hi,
-                "reproduces": bool(means[best_clf] >= bt),
-                "significant": bool(lo > 0 or hi < 0),
-                "verdict": _verdict(bool(means[best_clf] >= bt), bool(lo > 0 or hi < 0)),
-            }
-        )
-    f2 = []
-    keys2 = ["estimator", "beta", "n", "candidates"]
-    for k, grp in df.groupby(keys2):
-        if set(grp["pairing"]) != {"same_prompt", "cross_prompt"}:
-            continue
-        same = grp[grp["pairing"] == "same_prompt"].set_index("seed")[metric]
-        cross = grp[grp["pairing"] == "cross_prompt"].set_index("seed")[metric]
-        common = same.index.intersection(cross.index)
-        m, lo, hi = mean_ci((cross[common] - same[common]).to_numpy())
-        f2.append(
-            {
-                **dict(zip(keys2, k)),
-                "same_prompt": float(same.mean()),
-                "cross_prompt": float(cross.mean()),
-                "cross_minus_same": m,
-                "ci_lo": lo,
-                "ci_hi": hi,
-                "reproduces": bool(m > 0),
-                "significant": bool(lo > 0 or hi < 0),
-                "verdict": _verdict(bool(m > 0), bool(lo > 0 or hi < 0)),
-            }
-        )
-    return pd.DataFrame(f1), pd.DataFrame(f2)
-
-
-def _verdict(reproduces: bool, significant: bool) -> str:
-    if reproduces:
-        return "yes" if significant else "yes, within seed noise"
-    return "no (reversed)" if significant else "no, within seed noise"
-
-
-def bt_vs_clf_robustness(df: pd.DataFrame) -> pd.DataFrame:
-    """Robustness to label noise: per estimator, best-of-N improvement at each beta.
-
-    Uses every (n, pairing, candidates) with more than one beta (the quality sub-grid).
-    ``retention`` is the improvement at the noisiest beta divided by that at the cleanest one;
-    ``gap_vs_bt`` is the estimator's mean improvement minus BT-MLP's at the noisiest beta.
-    """
-    rows = []
-    for (n, pairing, cand), grp in df.groupby(["n", "pairing", "candidates"]):
-        betas = sorted(grp["beta"].unique())
-        if len(betas) < 2:
-            continue
-        means = grp.groupby(["estimator", "beta"])["bon_improvement"].mean().unstack("beta")
-        bt_names = [e for e in means.index if "bt" in e.lower()]
-        for est, r in means.iterrows():
-            row = {"n": n, "pairing": pairing, "candidates": cand, "estimator": est}
-            row.update({f"beta={b:g}": r[b] for b in betas})
-            row["retention"] = r[betas[0]] / r[betas[-1]] if r[betas[-1]] else float("nan")
-            if bt_names:
-                row["gap_vs_bt_noisiest"] = r[betas[0]] - means.loc[bt_names[0], betas[0]]
-                row["gap_vs_bt_cleanest"] = r[betas[-1]] - means.loc[bt_names[0], betas[-1]]
-            rows.append(row)
-    return pd.DataFrame(rows)
+__all__ = ["format_table", "head_to_head_lines", "write_report"]
 
 
 def _protocol_lines(out: Path, name: str, df: pd.DataFrame) -> list[str]:
@@ -296,6 +76,42 @@ def format_table(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
     return "\n".join(lines)
 
 
+def _section_phase(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
+    """When does the sign estimator win: error ratio and disagreement difference against RLHF."""
+    table = phase_table(df)
+    lines = [
+        "## When does the sign estimator win (battery panels: coupling x n)",
+        "",
+        "Default `SignEstimator()` against RLHF (`BradleyTerry()`), seed means. `bias` is the "
+        "population BT bias (the infinite-data BT angle), `sign bias` the infinite-data "
+        "maximum-score angle (0 under symmetric heterogeneity; asymmetric tastes move the "
+        "majority ordering the sign estimator targets); `share` = bias / RLHF's error "
+        "(near 1: RLHF's error is its bias).",
+        "",
+    ]
+    if table.empty:
+        return lines + ["_No rows with both `rlhf` and `sign`._", ""]
+    shown = table.assign(
+        bias=table["bt_bias_deg"].map(lambda v: f"{v:.1f}"),
+        **{"sign bias": table["sign_bias_deg"].map(lambda v: f"{v:.1f}")},
+        share=table["bias_share"].map(lambda v: f"{v:.2f}"),
+        rlhf=table["base_error_deg"].map(lambda v: f"{v:.1f}"),
+        sign=table["error_deg"].map(lambda v: f"{v:.1f}"),
+        ratio=table["error_ratio"].map(lambda v: f"{v:.2f}"),
+        **{"dis diff (pts)": table["disagreement_diff_pts"].map(lambda v: f"{v:+.2f}")},
+    )
+    cols = [c for c in ("panel", "coupling", "n") if c in shown] + [
+        "bias", "sign bias", "rlhf", "sign", "share", "ratio", "dis diff (pts)", "n_seeds"
+    ]  # fmt: skip
+    lines += [format_table(shown[cols]), ""]
+    if plots:
+        from .plots import plot_phase
+
+        for p in plot_phase(table, out):
+            lines += [f"![phase diagram]({p.name})", ""]
+    return lines
+
+
 def _section_sign_paper(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
     lines = ["## sign-paper: RLHF (BT) vs sign vs EM on the twin panel", ""]
     lines += [
@@ -303,10 +119,13 @@ def _section_sign_paper(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
         "disagreement with the population ordering on 20,000 random pairs; mean [95 % interval] "
         "over seeds.",
         "",
-        format_table(sign_paper_table(df)),
-        "",
     ]
-    lines += _head_to_head(df)
+    panels = df.groupby("panel", sort=False) if "panel" in df else [(None, df)]
+    for panel, grp in panels:
+        if panel is not None:
+            lines += [f"### panel `{panel}`", ""]
+        lines += [format_table(sign_paper_table(grp)), ""]
+        lines += head_to_head_lines(grp)
     if plots:
         from .plots import plot_error_vs_n
 
@@ -315,53 +134,21 @@ def _section_sign_paper(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
     return lines
 
 
-def _head_to_head(df: pd.DataFrame) -> list[str]:
-    ests = set(df["estimator"])
-    signs = [e for e in ("sign", "sign-cv") if e in ests]
-    if "rlhf" not in ests or not signs:
+def head_to_head_lines(df: pd.DataFrame) -> list[str]:
+    """Markdown bullet lines of :func:`.analysis.head_to_head` (none without RLHF and sign)."""
+    table = head_to_head(df)
+    if table.empty:
         return []
     lines = ["Sign vs RLHF at each n (ratio of mean angular errors; disagreement difference):", ""]
-    for n, grp in df.groupby("n"):
-        m = grp.groupby("estimator")[["angular_error_deg", "disagreement"]].mean()
-        for est in signs:
-            if not {"rlhf", est} <= set(m.index):
-                continue
-            ratio = m.loc[est, "angular_error_deg"] / m.loc["rlhf", "angular_error_deg"]
-            dd = 100 * (m.loc[est, "disagreement"] - m.loc["rlhf", "disagreement"])
-            lines.append(
-                f"- n = {int(n)}: {est}/RLHF angular error = {ratio:.2f} "
-                f"({m.loc[est, 'angular_error_deg']:.1f} vs "
-                f"{m.loc['rlhf', 'angular_error_deg']:.1f} deg); "
-                f"disagreement {100 * m.loc[est, 'disagreement']:.1f} % vs "
-                f"{100 * m.loc['rlhf', 'disagreement']:.1f} % ({dd:+.1f} points)"
-            )
+    for r in table.itertuples(index=False):
+        dd = 100 * (r.disagreement - r.rlhf_disagreement)
+        lines.append(
+            f"- n = {r.n}: {r.estimator}/RLHF angular error = {r.error_ratio:.2f} "
+            f"({r.angular_error_deg:.1f} vs {r.rlhf_angular_error_deg:.1f} deg); "
+            f"disagreement {100 * r.disagreement:.1f} % vs "
+            f"{100 * r.rlhf_disagreement:.1f} % ({dd:+.1f} points)"
+        )
     return lines + [""]
-
-
-def _label_value(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "none"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):g}"
-    return str(value)
-
-
-def rate_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """Split a rates frame into its settings other than n and estimator (e.g. one population
-    each): ``[(label, rows)]``, label ``"population=laplace, spread=1"`` (``""`` for one group).
-    A setting that is null in some rows (e.g. ``spread_dims``) is a group of its own."""
-    group_cols = [
-        c
-        for c in _setting_columns(df)
-        if c not in ("n", "estimator") and df[c].nunique(dropna=False) > 1
-    ]
-    if not group_cols:
-        return [("", df)]
-    out = []
-    for k, grp in df.groupby(group_cols, dropna=False, sort=True):
-        k = k if isinstance(k, tuple) else (k,)
-        out.append((", ".join(f"{c}={_label_value(v)}" for c, v in zip(group_cols, k)), grp))
-    return out
 
 
 def _section_rates(df: pd.DataFrame, out: Path, plots: bool, name: str) -> list[str]:
@@ -539,7 +326,9 @@ def write_report(
                 "",
             ]
         kind = grp["kind"].iloc[0] if "kind" in grp else "sign_paper"
-        if kind == "sign_paper":
+        if kind == "battery":
+            lines += _section_phase(grp, out, plots)
+        elif kind == "sign_paper":
             lines += _section_sign_paper(grp, out, plots)
         elif kind == "synthetic":
             lines += _section_rates(grp, out, plots, name)

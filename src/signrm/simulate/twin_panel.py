@@ -17,6 +17,10 @@ Variants:
   exactly symmetric around ``theta_bar`` (the sign estimator's consistency condition).
 - ``"asymmetric"``: skewed (centred exponential) tastes, and confidence that grows with the taste
   for detail (confident personas are the detail-lovers); the symmetry condition fails.
+- ``"battery-NAME"`` / ``"battery-NAME@COUPLING"`` (NAME in ``signrm.simulate.BATTERY_NAMES``):
+  the battery's structures (``signrm.simulate.battery``) on the six taste axes, around
+  ``TASTE_MEAN`` with spread ``TASTE_SPREAD``, built deterministically at load time from the
+  shipped data (seed ``BUILD_SEED``; the same tastes at every coupling).
 
 Data are rebuilt by ``scripts/build_twin_panel.py`` (see its manifest in ``data/manifest.json``).
 """
@@ -32,12 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._twin_spec import AXIS_NAMES, TASTE_MEAN
+from ._twin_spec import AXIS_NAMES, BUILD_SEED, N_PERSONAS, TASTE_MEAN, TASTE_SPREAD, UNIT_MARGIN_SD
+from .battery import BATTERY_NAMES, battery_tastes, parse_battery_variant
 from .population import Population
 
 __all__ = ["TwinPanel", "load_twin_panel", "TWIN_VARIANTS", "data_dir"]
 
-TWIN_VARIANTS = ("symmetric", "asymmetric")
+#: Shipped variants and the battery's (each also accepts a coupling suffix, e.g. "@0.5").
+TWIN_VARIANTS = ("symmetric", "asymmetric") + tuple(f"battery-{b}" for b in BATTERY_NAMES)
 
 
 def data_dir() -> Path:
@@ -176,9 +182,11 @@ def _load_arrays(folder: str) -> tuple[dict, dict, dict]:
 
 def load_twin_panel(variant: str = "symmetric", folder: str | Path | None = None) -> TwinPanel:
     """Load the shipped twin panel (``variant`` in ``TWIN_VARIANTS``)."""
-    if variant not in TWIN_VARIANTS:
+    battery = parse_battery_variant(variant)
+    if battery is None and variant not in TWIN_VARIANTS:
         raise ValueError(
-            f"variant={variant!r} is not allowed; choose one of {', '.join(TWIN_VARIANTS)}"
+            f"variant={variant!r} is not allowed; choose one of {', '.join(TWIN_VARIANTS)} "
+            "(battery variants take an optional coupling, e.g. 'battery-experts_crowd@0.5')"
         )
     arrays, texts, manifest = _load_arrays(str(folder or data_dir()))
     prompt_emb = arrays["prompt_emb"].astype(np.float32)
@@ -186,18 +194,27 @@ def load_twin_panel(variant: str = "symmetric", folder: str | Path | None = None
     axis_vectors = arrays["axis_vectors"].astype(np.float32)
     alt_p = arrays["alt_prompt"].astype(np.int64)
     alt_r = arrays["alt_response"].astype(np.int64)
-    w = arrays[f"weights_{variant}"].astype(np.float64)
-    c = arrays[f"confidence_{variant}"].astype(np.float64)
-    unit = float(manifest["unit_scale"][variant])
+    embeddings = (0.5 * (prompt_emb[alt_p] + response_emb[alt_r])).astype(np.float32)
+    info: dict = {"variant": variant, "symmetric": variant == "symmetric"}
+    if battery is None:
+        w = arrays[f"weights_{variant}"].astype(np.float64)
+        c = arrays[f"confidence_{variant}"].astype(np.float64)
+        unit = float(manifest["unit_scale"][variant])
+    else:
+        name, coupling = battery
+        rng = np.random.default_rng([BUILD_SEED, BATTERY_NAMES.index(name)])
+        w, c, info_b = battery_tastes(name, coupling, TASTE_MEAN, TASTE_SPREAD, N_PERSONAS, rng)
+        unit = _unit_scale(embeddings, w @ axis_vectors.astype(np.float64))
+        info.update(info_b)
     thetas = unit * c[:, None] * (w @ axis_vectors.astype(np.float64))
     population = Population(
         thetas=thetas,
         weights=np.full(thetas.shape[0], 1.0 / thetas.shape[0]),
         name=f"twin-{variant}",
-        info={"variant": variant, "unit_scale": unit, "symmetric": variant == "symmetric"},
+        info={**info, "unit_scale": unit},
     )
     return TwinPanel(
-        embeddings=(0.5 * (prompt_emb[alt_p] + response_emb[alt_r])).astype(np.float32),
+        embeddings=embeddings,
         prompts=[texts["prompts"][i] for i in alt_p],
         responses=[texts["responses"][i] for i in alt_r],
         prompt_ids=alt_p.copy(),
@@ -219,3 +236,17 @@ def load_twin_panel(variant: str = "symmetric", folder: str | Path | None = None
         variant=variant,
         manifest=manifest,
     )
+
+
+def _unit_scale(features: np.ndarray, directions: np.ndarray) -> float:
+    """Scale making a confidence-1 persona's margins have sd ``UNIT_MARGIN_SD`` on random pairs.
+
+    Median over personas of the sd of ``directions`` (P, d) margins on 20,000 seeded random pairs
+    of ``features`` (m, d), as ``scripts/build_twin_panel.py`` does for the shipped variants.
+    """
+    rng = np.random.default_rng(BUILD_SEED)
+    feats = np.asarray(features, dtype=np.float64)
+    ia = rng.integers(0, len(feats), 20000)
+    ib = rng.integers(0, len(feats), 20000)
+    sd = ((feats[ia] - feats[ib]) @ directions.T).std(axis=0)
+    return float(UNIT_MARGIN_SD / np.median(sd))
