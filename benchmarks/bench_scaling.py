@@ -147,8 +147,13 @@ def _measure(method: str, n: int, d: int, seed: int, extra: dict) -> dict:
     elif method == PROTO:
         # Not the library's solver: a proposal. BT warm start and the annealing stages before the
         # last on a random subsample of at most 100k comparisons, the last stage on all of them.
-        from signrm.engine.linear import Passes, array_source, fit_bt_arrays, sign_stage
-        from signrm.engine.linear import weight_totals
+        from signrm.engine.linear import (
+            Passes,
+            array_source,
+            fit_bt_arrays,
+            sign_stage,
+            weight_totals,
+        )
         from signrm.losses import resolve_lambdas
 
         D = xa - xb

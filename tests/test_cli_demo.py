@@ -17,8 +17,11 @@ def test_demo_quick_writes_table_csv_report_plot(tmp_path, capsys):
     df = pd.read_csv(out / "results.csv")
     need = {"experiment", "estimator", "n", "seed", "angular_error_deg", "disagreement"}
     assert need <= set(df.columns)
-    assert set(df["estimator"]) == {"rlhf", "sign", "sign-cv"} and df["seed"].nunique() >= 3
-    assert "sign-cv/RLHF" in printed
+    sp = df[df["experiment"] == "sign-paper"]
+    assert set(sp["estimator"]) == {"rlhf", "sign", "sign-paper"} and sp["seed"].nunique() >= 3
+    assert "sign/RLHF" in printed and "sign-paper/RLHF" in printed
+    assert set(df[df["experiment"] == "phase"]["estimator"]) == {"rlhf", "sign"}
+    assert (out / "phase.png").stat().st_size > 10_000
     assert (out / "report.md").exists() and (out / "error_vs_n.png").stat().st_size > 10_000
     # a rerun resumes: nothing recomputed, same table
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0

@@ -19,7 +19,8 @@ Multi-process training of torch heads lives in :mod:`signrm.train`.
 
 from __future__ import annotations
 
-from signrm.data.sources import (
+from signrm.data import sources as _sources
+from signrm.data.sources import (  # noqa: F401  (re-exported)
     Chunk,
     MemorySource,
     NpyPair,
@@ -30,17 +31,7 @@ from signrm.data.sources import (
     open_source,
 )
 
-__all__ = [
-    "Chunk",
-    "StreamingSource",
-    "MemorySource",
-    "ParquetShards",
-    "NpyPair",
-    "open_source",
-    "as_source",
-    "is_streaming_source",
-    "fit_streaming",
-]
+__all__ = [*_sources.__all__, "fit_streaming"]
 
 
 def fit_streaming(estimator, source, progress: bool | None = None):
