@@ -53,7 +53,14 @@ def test_packaged_configs_validate_and_match_repo_copies():
         assert copy.read_text() == path.read_text(), f"experiments/{path.name} is out of date"
     sp = load_config("sign-paper")
     assert set(sp.seeds) >= set(range(5))
-    assert {s["estimator"] for s in sp.settings} == {"rlhf", "sign", "sign-paper", "em2", "em3", "em5"}
+    assert {s["estimator"] for s in sp.settings} == {
+        "rlhf",
+        "sign",
+        "sign-paper",
+        "em2",
+        "em3",
+        "em5",
+    }
     assert min(s["n"] for s in sp.settings) == 1000 and max(s["n"] for s in sp.settings) == 100000
     assert load_config("sign-paper", profile="quick").n_jobs < sp.n_jobs
 

@@ -166,7 +166,12 @@ class LatentClassBT(PreferenceEstimator):
                 if wk.sum() <= 1e-12:
                     continue
                 thetas[k], _ = fit_bt_arrays(
-                    D, y, wk, l2=self.l2, theta0=thetas[k], max_iter=int(self.m_step_iter),
+                    D,
+                    y,
+                    wk,
+                    l2=self.l2,
+                    theta0=thetas[k],
+                    max_iter=int(self.m_step_iter),
                     tol=1e-7,
                 )
             # E-step in log space: user log-likelihoods summed over their comparisons.
