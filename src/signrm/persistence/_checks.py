@@ -112,20 +112,9 @@ def verify_files(directory: Path, meta: dict[str, Any]) -> None:
 
 
 def _classes() -> dict[str, type]:
-    """Estimator classes by class name: :data:`signrm.registry.CLASSES` when it exists."""
-    try:
-        from signrm.registry import CLASSES
-    except ImportError:  # pragma: no cover - before the registry landed
-        from signrm import estimators
-        from signrm.estimators.base import PreferenceEstimator
+    """Estimator classes by class name (:data:`signrm.registry.CLASSES`, the one vocabulary)."""
+    from signrm.registry import CLASSES
 
-        CLASSES = {
-            n: c
-            for n in estimators.__all__
-            if isinstance(c := getattr(estimators, n), type)
-            and issubclass(c, PreferenceEstimator)
-            and c is not PreferenceEstimator
-        }
     return dict(CLASSES)
 
 
