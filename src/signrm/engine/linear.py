@@ -93,6 +93,7 @@ class Passes:
         self.keep = keep
         self.state = _state or _PassState(progress, desc)
         self._cached: Block | None = None
+        self._totals: WeightTotals | None = None
         self.in_memory = bool(getattr(source, "in_memory", False))
 
     def restrict(self, keep: RowFilter) -> Passes:
@@ -159,7 +160,11 @@ class WeightTotals:
 
 
 def weight_totals(passes: Passes, label: str = "checking") -> WeightTotals:
-    """One pass: the totals, with the errors every entry point gives for degenerate data."""
+    """One pass (once per :class:`Passes` view): the totals, with the errors every entry point
+    gives for degenerate data."""
+    cached = getattr(passes, "_totals", None)
+    if cached is not None:
+        return cached
     acc = np.zeros(3)
     for b in passes.blocks(label):
         acc += [float(np.count_nonzero(b.w)), float(b.w.sum()), float(b.w[b.y != 0.5].sum())]
@@ -168,7 +173,8 @@ def weight_totals(passes: Passes, label: str = "checking") -> WeightTotals:
         raise ValueError("all weights are zero: there is nothing to learn")
     if not nontie > 0:
         raise ValueError("every comparison is a tie: there is nothing to learn")
-    return WeightTotals(int(n), float(wsum), float(nontie))
+    passes._totals = WeightTotals(int(n), float(wsum), float(nontie))
+    return passes._totals
 
 
 # --------------------------------------------------------------------------- folds
