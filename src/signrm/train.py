@@ -223,12 +223,10 @@ def run(args: argparse.Namespace) -> int:
         estimator = estimator_from_args(args)
         estimator.fit(load_data(args.data))
         if group.is_main:
-            estimator.metadata_ = {
-                **(getattr(estimator, "metadata_", None) or {}),
-                "trained_with": "signrm train",
-                "world_size": group.world_size,
-            }
-            estimator.save(args.out)
+            estimator.save(
+                args.out,
+                metadata={"trained_with": "signrm train", "world_size": group.world_size},
+            )
             print(
                 f"saved {type(estimator).__name__}(head={getattr(estimator, 'head', None)!r}) "
                 f"fitted on {group.world_size} process(es) -> {args.out}"

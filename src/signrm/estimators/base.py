@@ -156,12 +156,13 @@ class PreferenceEstimator(BaseEstimator):
         """Order consistency: share of (non-tie) labels the margin's sign agrees with."""
         return order_consistency(self.decision_function(data), data.y, data.weight)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
         """Save to a directory (JSON + npz/safetensors, no pickle). Reload with ``signrm.load``.
 
         ``path`` must be missing, empty or a signrm model directory (anything else raises); the
-        replacement is crash-safe (see :mod:`signrm.persistence`).
+        replacement is crash-safe (see :mod:`signrm.persistence`). ``metadata``: provenance to
+        record with the model (reloaded as ``metadata_``).
         """
         from signrm.persistence import save
 
-        return save(self, path)
+        return save(self, path, metadata=metadata)

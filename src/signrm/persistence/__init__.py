@@ -88,8 +88,12 @@ def save(
     path: str | os.PathLike,
     *,
     extra_files: Mapping[str, str | bytes] | None = None,
+    metadata: Mapping[str, object] | None = None,
 ) -> Path:
     """Save a fitted estimator to the directory ``path``, crash-safely; returns its path.
+
+    ``metadata``: provenance recorded in ``model.json`` next to the estimator's own
+    ``metadata_`` (read back as ``metadata_``), e.g. how and on how many processes it was fitted.
 
     ``path`` must be missing, empty or a signrm model directory (:func:`check_replaceable`).
     ``extra_files`` (name -> text or bytes) are written into the same directory and covered by
@@ -102,7 +106,9 @@ def save(
     params = {k: _jsonable(v, k) for k, v in given.items()}
     tuple_params = sorted(k for k, v in given.items() if isinstance(v, tuple))
     arrays, scalars = _state(estimator)
-    metadata = _jsonable(getattr(estimator, "metadata_", None) or {}, "metadata_")
+    metadata = _jsonable(
+        {**(getattr(estimator, "metadata_", None) or {}), **dict(metadata or {})}, "metadata_"
+    )
     extra = dict(extra_files or {})
     for name in extra:
         _check_extra_name(name)
