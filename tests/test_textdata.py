@@ -253,16 +253,6 @@ def test_gzip_jsonl(tmp_path):
     assert len(read_text(p)) == 3
 
 
-def test_preference_data_read_text_alias(tmp_path):
-    from signrm.data import PreferenceData
-
-    if not hasattr(PreferenceData, "read_text"):
-        pytest.skip("PreferenceData.read_text is attached by signrm/__init__.py")
-    p = write_jsonl(tmp_path / "p.jsonl", TRL_ROWS)
-    assert isinstance(PreferenceData.read_text(p), TextPreferences)
-    assert PreferenceData.read_text(p, LenEncoder()).n_samples == 3
-
-
 def test_columns_first_seen_after_line_1_are_not_dropped(tmp_path):
     """The schema is the union of all records' columns: a column that appears after line 1 is
     required on every line (an error names the line and the column), never ignored."""

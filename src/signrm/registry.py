@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from signrm.catalog import estimator_classes
 from signrm.errors import UserError
 from signrm.estimators import (
     BradleyTerry,
@@ -42,9 +43,8 @@ __all__ = [
 ]
 
 #: every estimator class a name, a config or a saved model may refer to, by class name
-CLASSES: Mapping[str, type[PreferenceEstimator]] = MappingProxyType(
-    {c.__name__: c for c in (SignEstimator, BradleyTerry, ClassificationRM, LatentClassBT)}
-)
+#: (filled by the estimator classes themselves as they are defined: ``signrm.catalog``)
+CLASSES: Mapping[str, type[PreferenceEstimator]] = estimator_classes()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ def register(subparsers) -> None:
 def load_prefs(spec: str, encoder: str = "minilm", show_progress: bool = True):
     """PreferenceData from ``dataset:NAME``, a feature file, or a text preference file."""
     from signrm.data import PreferenceData
+    from signrm.data.text_reader import read_text
 
     if spec.startswith("dataset:"):
         from signrm.datasets import load_dataset
@@ -55,7 +56,7 @@ def load_prefs(spec: str, encoder: str = "minilm", show_progress: bool = True):
         return PreferenceData.read(path)
     except ValueError as feature_error:
         try:
-            texts = PreferenceData.read_text(path)
+            texts = read_text(path)
         except ValueError:
             raise feature_error from None
     from signrm.embed import make_encoder

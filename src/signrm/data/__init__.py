@@ -7,7 +7,7 @@
   column discovery), shared by all of the above and the text reader.
 - :mod:`~signrm.data.io` — formats, compressed text, atomic writes, JSON lines.
 - ``text_*`` modules — the text preference reader (schema inference, record parsing, duplicate
-  detection), used through :func:`signrm.textdata.read_text` / :meth:`PreferenceData.read_text`.
+  detection), used through :func:`signrm.textdata.read_text`.
 """
 
 from signrm.data.chunks import Chunk, StreamingSource

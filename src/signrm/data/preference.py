@@ -386,16 +386,6 @@ class PreferenceData:
         except ValueError as exc:
             raise UserError(f"{path}: {exc}") from None
 
-    @classmethod
-    def read_text(cls, path: str | os.PathLike, encoder=None, **options):
-        """Read a text preference file (TRL or pair convention) with
-        :func:`signrm.data.text_reader.read_text`: the texts (``TextPreferences``) without an
-        ``encoder``, else their embeddings as ``PreferenceData``. ``options`` are that function's
-        keywords (``format``, ``columns``, ``on_invalid``, ``on_duplicate``, ``show_progress``)."""
-        from signrm.data.text_reader import read_text
-
-        return read_text(path, encoder, **options)
-
     # ------------------------------------------------------------------ views
     @property
     def n_samples(self) -> int:

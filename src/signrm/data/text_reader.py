@@ -27,8 +27,7 @@ reported); duplicate comparisons (same prompt, same two responses in either orde
 are reported and kept by default (``on_duplicate="warn"``), or raise / are dropped on request.
 
 ``read_text(path)`` returns the texts (:class:`TextPreferences`); ``read_text(path, encoder)``
-embeds them and returns :class:`signrm.data.PreferenceData` directly. It is also available as
-``PreferenceData.read_text``.
+embeds them and returns :class:`signrm.data.PreferenceData` directly.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import special
 from sklearn.base import BaseEstimator
 
+from signrm.catalog import register
 from signrm.data import PreferenceData
 from signrm.estimators._params import check_parameters
 from signrm.metrics import order_consistency
@@ -24,6 +25,11 @@ class PreferenceEstimator(BaseEstimator):
     Learned state ends in ``_``. Linear heads set ``coef_`` (d,) and may serve data that only hold
     differences; other heads need each alternative's features.
     """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("signrm.") and not cls.__name__.startswith("_"):
+            register(cls)  # the class signrm.load may name (signrm.catalog)
 
     #: learned attributes saved by ``save`` (beyond those listed by subclasses)
     _saved: tuple[str, ...] = ()

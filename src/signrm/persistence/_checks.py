@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from signrm.catalog import estimator_classes
 from signrm.errors import UserError
 
 __all__ = ["canonical_checksum", "file_digest", "read_meta", "verify_files", "estimator_class"]
@@ -112,10 +113,8 @@ def verify_files(directory: Path, meta: dict[str, Any]) -> None:
 
 
 def _classes() -> dict[str, type]:
-    """Estimator classes by class name (:data:`signrm.registry.CLASSES`, the one vocabulary)."""
-    from signrm.registry import CLASSES
-
-    return dict(CLASSES)
+    """Estimator classes by class name (:mod:`signrm.catalog`, filled as they are defined)."""
+    return dict(estimator_classes())
 
 
 def estimator_class(name: str, meta_path: Path) -> type:
