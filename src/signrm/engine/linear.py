@@ -216,7 +216,9 @@ def fold_of(
 
 
 def count_users(passes: Passes) -> int:
-    """Number of distinct user ids (0 when the source has none)."""
+    """Number of distinct user ids (0 when the source has none; then no data are read)."""
+    if not getattr(passes.source, "has_user", True):
+        return 0
     seen: set = set()
     for chunk in passes.source:
         user = getattr(chunk, "user", None)

@@ -33,6 +33,7 @@ from typing import Any
 
 from signrm.errors import UserError
 from signrm.registry import CLASSES, estimator_names
+from signrm.simulate.battery import BATTERY_NAMES
 
 __all__ = [
     "ExperimentConfig",
@@ -70,6 +71,14 @@ _POP_KINDS = (
     "mixture",
     "homogeneous",
 )
+#: what every simulated-population kind takes: size, estimator, choice model, evaluation pairs
+_SIMULATED_CHOICES: dict[str, Any] = {
+    "n": "posint",
+    "estimator": "estimator",
+    "choice": ("bt", "thurstone", "bottleneck"),
+    "beta": "posfloat_or_null",
+    "n_eval_pairs": "posint",
+}
 JOB_KINDS: dict[str, dict[str, Any]] = {
     "sign_paper": {
         "panel": "twin_variant",
@@ -91,11 +100,7 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
         "scale_sigma": "posfloat",
         "scale_corr": ("independent", "correlated"),
         "population_seed": "int",
-        "n": "posint",
-        "estimator": "estimator",
-        "choice": ("bt", "thurstone", "bottleneck"),
-        "beta": "posfloat_or_null",
-        "n_eval_pairs": "posint",
+        **_SIMULATED_CHOICES,
     },
     "bt_vs_clf": {
         "panel": ("symmetric", "asymmetric"),
@@ -109,20 +114,14 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
         "test_fraction": "fraction",
     },
     "battery": {
-        "panel": (
-            "symmetric", "heavy_tailed", "skewed", "decisive_minority", "experts_crowd",
-        ),
+        "panel": BATTERY_NAMES,
         "coupling": "unit_interval",
         "n_personas": "posint",
         "dim": "posint",
         "population_seed": "int",
-        "n": "posint",
-        "estimator": "estimator",
-        "choice": ("bt", "thurstone", "bottleneck"),
-        "beta": "posfloat_or_null",
-        "n_eval_pairs": "posint",
+        **_SIMULATED_CHOICES,
     },
-}  # fmt: skip
+}
 _REQUIRED = {
     "battery": ("panel", "n", "estimator"),
     "sign_paper": ("n", "estimator"),
