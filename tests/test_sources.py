@@ -170,14 +170,15 @@ def test_unused_shard_columns_and_npy_files_are_reported(rng, tmp_path):
     assert not src.has_weight
 
 
-def test_read_text_is_a_real_classmethod_and_textdata_re_exports(tmp_path):
+def test_text_reader_is_the_text_entry_point_and_textdata_re_exports(tmp_path):
+    """The text layer depends on PreferenceData, not the reverse (no method attached to it)."""
     import signrm.textdata as textdata
     from signrm.data.text_preferences import TextPreferences
 
-    assert isinstance(PreferenceData.__dict__["read_text"], classmethod)
+    assert not hasattr(PreferenceData, "read_text")
     p = tmp_path / "t.jsonl"
     p.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n', encoding="utf-8")
-    t = PreferenceData.read_text(p)
+    t = textdata.read_text(p)
     assert isinstance(t, TextPreferences) and t.text_a == ["a"]
     for name in ("TextPreferences", "read_text", "read_texts_table", "render_messages",
                  "write_jsonl"):  # fmt: skip
