@@ -21,7 +21,9 @@ through every adapted layer). The cached model is checked to give the same rewar
 ``AutoModelForSequenceClassification`` with the trained parts put back (``equivalence_gap``).
 ``--full`` trains the whole ``AutoModelForSequenceClassification`` on the texts (bf16 on a GPU).
 Ablations of the sign loss (seed 0): no margin normalisation, no BT warm-up, no lambda schedule
-(lambda = 15 from the first sign step).
+(lambda = 15 from the first sign step). ``--ablation`` runs instead the two-seed stability
+ablation of ``benchmarks/_llm_ablation.py`` (with an evaluation split, the adaptive lambda, and
+``--ablation-set scale`` for reward heads far from unit scale).
 
 Direct alignment (``SignDPOTrainer``, margin_loss sigmoid = standard DPO vs sign): LoRA (peft) on
 the top layers of the causal LM, reference log-probs precomputed; held-out disagreement of the
@@ -44,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _llm_report import plot, summarise, table
 from _runinfo import commit, write_text_atomic
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -151,6 +154,7 @@ def curves(history: list[dict]) -> dict:
         "step": [int(h["step"]) for h in rows],
         "loss": [float(h["loss"]) for h in rows],
         "grad_norm": [float(h["grad_norm"]) for h in rows],
+        "lambda": [float(h.get("lambda", 0.0)) for h in rows],  # 0 = BT / warm-up
     }
 
 
@@ -164,9 +168,27 @@ def trainer_args(args, seed: int) -> dict:
                 dataloader_num_workers=0)  # fmt: skip
 
 
-def run_reward(args, loss_type, seed, data, tok, work, extra=None) -> dict:
-    """Train one reward model with SignRewardTrainer; returns its record."""
+def pairs_dataset(args, data, pairs):
+    """The training dataset of ``pairs`` = (chosen, rejected, annotator): texts (``--full``) or
+    rows of the activation cache as one-token "texts" (``--quick``)."""
     import datasets
+
+    chosen, rejected, annot = pairs
+    if args.full:
+        return text_pairs(data["panel"], chosen, rejected, annot)
+    where = data["cache_pos"]
+    return datasets.Dataset.from_dict(
+        {
+            "chosen_ids": [[int(where[i])] for i in chosen],
+            "rejected_ids": [[int(where[i])] for i in rejected],
+            "annotator_id": [f"persona-{u:03d}" for u in annot],
+        }
+    )
+
+
+def run_reward(args, loss_type, seed, data, tok, work, extra=None, pairs=None, eval_pairs=None):
+    """Train one reward model with SignRewardTrainer on ``pairs`` (default: the seed's
+    comparisons), evaluating on ``eval_pairs`` if given; returns its record."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -175,23 +197,19 @@ def run_reward(args, loss_type, seed, data, tok, work, extra=None) -> dict:
 
     extra = dict(extra or {})
     no_scale = extra.pop("no_scale", False)
+    head_scale = extra.pop("head_scale", None)
     torch.manual_seed(seed)
     seq = AutoModelForSequenceClassification.from_pretrained(data["model_dir"], num_labels=1)
     seq.config.pad_token_id = tok.pad_token_id
-    chosen, rejected, annot = data["train"][seed]
+    ds = pairs_dataset(args, data, data["train"][seed] if pairs is None else pairs)
+    eval_ds = None if eval_pairs is None else pairs_dataset(args, data, eval_pairs)
     if args.full:
-        ds = text_pairs(data["panel"], chosen, rejected, annot)
         model = seq
-    else:  # rows of the activation cache as one-token "texts"
-        where = data["cache_pos"]
-        ds = datasets.Dataset.from_dict(
-            {
-                "chosen_ids": [[int(where[i])] for i in chosen],
-                "rejected_ids": [[int(where[i])] for i in rejected],
-                "annotator_id": [f"persona-{u:03d}" for u in annot],
-            }
-        )
+    else:
         model = cached_top_model(seq, data["hidden"], data["mask"], data["n_lower"])
+    if head_scale is not None:  # ablation: rewards (margins) far from unit scale
+        with torch.no_grad():
+            model.score.weight.mul_(head_scale)
     cfg = SignRewardConfig(
         output_dir=str(work / f"rm-{loss_type}-{seed}"),
         loss_type=loss_type,
@@ -205,7 +223,9 @@ def run_reward(args, loss_type, seed, data, tok, work, extra=None) -> dict:
         max_grad_norm=args.max_grad_norm,
         **extra,
     )
-    trainer = SignRewardTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
+    trainer = SignRewardTrainer(
+        model=model, args=cfg, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok
+    )
     if no_scale:  # ablation: lambda acts on the raw margins
         trainer._margin_scale = lambda m, training: torch.ones((), dtype=m.dtype, device=m.device)
     t0 = time.perf_counter()
@@ -217,7 +237,7 @@ def run_reward(args, loss_type, seed, data, tok, work, extra=None) -> dict:
         reward = score_texts(trainer.model, tok, texts)
     else:
         reward = score_rows(trainer.model, data["cache_pos"][test])
-        if seed == args.seeds[0] and loss_type == "sign" and not extra and not no_scale:
+        if seed == args.seeds[0] and loss_type == "sign" and not extra and pairs is None:
             put_back(seq, trainer.model, data["n_lower"])
             few = test[:8]
             texts = [full_text(data["panel"].prompts[i], data["panel"].responses[i]) for i in few]
@@ -233,7 +253,15 @@ def run_reward(args, loss_type, seed, data, tok, work, extra=None) -> dict:
         "finite": bool(np.all(np.isfinite(reward))),
         "margin_scale": trainer.margin_scale.value,
         "curves": curves(trainer.state.log_history),
+        "adaptive_lambda": trainer.adaptive_lambda.record() if trainer.adaptive_lambda else None,
     }
+    logs = trainer.state.log_history
+    if eval_ds is not None:
+        rec["eval_curve"] = {
+            "step": [int(h["step"]) for h in logs if "eval_accuracy" in h],
+            "accuracy": [float(h["eval_accuracy"]) for h in logs if "eval_accuracy" in h],
+        }
+
     rec["max_grad_norm_seen"] = max(rec["curves"]["grad_norm"] or [float("nan")])
     return rec
 
@@ -322,7 +350,6 @@ def prepare(args, tok):
     """Panel, split, simulated comparisons per seed, held-out labels and the activation cache."""
     from transformers import AutoModelForSequenceClassification
 
-    from signrm.integrations.cached import lower_activations
     from signrm.simulate import load_twin_panel
 
     t0 = time.perf_counter()
@@ -348,7 +375,7 @@ def prepare(args, tok):
         seq = AutoModelForSequenceClassification.from_pretrained(data["model_dir"], num_labels=1)
         n_lower = seq.config.num_hidden_layers - args.top_layers
         t0 = time.perf_counter()
-        data["hidden"], data["mask"] = lower_activations(seq, tok, texts, n_lower)
+        data["hidden"], data["mask"] = cached_activations(args, seq, tok, texts, n_lower)
         data["cache_s"] = time.perf_counter() - t0
         print(f"activations of {len(texts)} texts cached ({data['cache_s']:.0f} s)", flush=True)
         data["n_lower"] = n_lower
@@ -358,72 +385,26 @@ def prepare(args, tok):
     return data
 
 
-def summarise(records: list[dict], key: str) -> list[dict]:
-    """Mean, sd and per-seed values of the metrics, one row per method (first-seen order)."""
-    rows = []
-    for name in dict.fromkeys(r[key] for r in records):
-        group = [r for r in records if r[key] == name]
-        row = {"method": name, "n_seeds": len(group)}
-        for m in ("disagree", "consist", "bon_gain", "wall_s", "steps"):
-            vals = [r[m] for r in group if m in r]
-            if vals:
-                row[m] = float(np.mean(vals))
-                row[f"{m}_sd"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-                row[f"{m}_seeds"] = vals
-        row["finite"] = all(r.get("finite", True) for r in group)
-        if "max_grad_norm_seen" in group[0]:
-            row["max_grad_norm"] = max(r["max_grad_norm_seen"] for r in group)
-            row["reward_sd"] = float(np.mean([r["reward_sd"] for r in group]))
-        rows.append(row)
-    return rows
-
-
-def table(rows: list[dict]) -> str:
-    head = "| method | disagree | consist | best-of-4 gain | wall s | steps | finite |"
-    lines = [head, "|---|---|---|---|---|---|---|"]
-    for r in rows:
-
-        def cell(m, r=r, fmt="{:.3f}"):
-            if m not in r:
-                return "-"
-            seeds = ", ".join(fmt.format(v) for v in r[f"{m}_seeds"])
-            return f"{fmt.format(r[m])} ± {fmt.format(r[m + '_sd'])} ({seeds})"
-
-        wall = f"{r['wall_s']:.0f}" if "wall_s" in r else "-"
-        steps = f"{r['steps']:.0f}" if "steps" in r else "-"
-        lines.append(
-            f"| {r['method']} | {cell('disagree')} | {cell('consist')} | {cell('bon_gain')} "
-            f"| {wall} | {steps} | {'yes' if r['finite'] else 'NO'} |"
-        )
-    return "\n".join(lines)
-
-
-def plot(records: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def cached_activations(args, seq, tok, texts, n_lower):
+    """:func:`signrm.integrations.cached.lower_activations`, read from / saved to
+    ``--activation-cache`` when given (the file records the texts and ``n_lower`` it was made
+    for; a mismatch is recomputed, never reused)."""
+    import torch
 
     from signrm.data import atomic_write
+    from signrm.integrations.cached import lower_activations
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    groups = (("reward models", "loss_type", 0), ("DPO (LoRA)", "margin_loss", 1))
-    for title, key, col in groups:
-        for r in records:
-            if key not in r or not r.get("curves", {}).get("step"):
-                continue
-            c = r["curves"]
-            label = f"{r[key]} s{r['seed']}"
-            axes[0, col].plot(c["step"], c["loss"], label=label, lw=1)
-            axes[1, col].plot(c["step"], c["grad_norm"], label=label, lw=1)
-        axes[0, col].set_title(f"{title}: training loss")
-        axes[1, col].set_title(f"{title}: gradient norm (before clipping)")
-        axes[1, col].set_yscale("log")
-        axes[1, col].set_xlabel("step")
-        axes[0, col].legend(fontsize=6)
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    key = {"model": str(args.model), "texts": list(texts), "n_lower": n_lower}
+    path = args.activation_cache
+    if path is not None and path.exists():
+        saved = torch.load(path, weights_only=True)
+        if saved["key"] == json.dumps(key):
+            return saved["hidden"], saved["mask"]
+    hidden, mask = lower_activations(seq, tok, texts, n_lower)
+    if path is not None:
+        blob = {"key": json.dumps(key), "hidden": hidden, "mask": mask}
+        atomic_write(path, lambda p: torch.save(blob, p))
+    return hidden, mask
 
 
 def parse(argv=None):
@@ -446,6 +427,12 @@ def parse(argv=None):
     ap.add_argument("--max-grad-norm", type=float, default=1.0)
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--no-ablations", action="store_true")
+    ap.add_argument("--ablation", action="store_true", help="sign-loss ablation only")
+    ap.add_argument("--ablation-name", default="bench_llm_ablation", help="results file name")
+    ap.add_argument("--ablation-set", default="stability", choices=["stability", "scale"])
+    ap.add_argument("--eval-share", type=float, default=0.2, help="--ablation: held-out share")
+    ap.add_argument("--eval-every", type=int, default=10, help="--ablation: steps per evaluation")
+    ap.add_argument("--activation-cache", type=Path, help="reuse (or save) the --quick cache")
     ap.add_argument("--no-dpo", action="store_true")
     ap.add_argument("--dpo-pairs", type=int, default=12)
     ap.add_argument("--dpo-batch", type=int, default=4)
@@ -475,6 +462,10 @@ def main(argv=None) -> None:
         tok.pad_token = tok.eos_token
     data = prepare(args, tok)
     print(f"data ready in {time.time() - start:.0f} s", flush=True)
+    if args.ablation:
+        from _llm_ablation import run_ablation
+
+        return run_ablation(args, data, tok, work, start, load0)
 
     records = linear_reference(data, args.seeds)
     plan = [(lt, s, None) for s in args.seeds for lt in ("bt", "sign", "clf")]

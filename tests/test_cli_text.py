@@ -131,7 +131,10 @@ def test_fit_prints_and_saves(capsys, tmp_path, st_dir, prefs, fitted):
     assert held_out > 0.6  # the 'good' words are learnable even from random features
     assert (out_dir / "model.json").exists()
     enc = json.loads((out_dir / "encoder.json").read_text())
-    assert enc["encoder"]["kind"] == "sentence" and enc["encoder"]["mode"] == "concat"
+    # --mode auto (the default) chose the mode it saved
+    sel = enc["fit"]["feature_selection"]
+    assert enc["encoder"]["kind"] == "sentence"
+    assert sel["candidates"][sel["chosen_index"]]["encoder"].split()[-1] == enc["encoder"]["mode"]
     assert enc["fit"]["split"] == "user" and enc["fit"]["n_test"] > 0
     assert enc["fit"]["test_order_consistency"] == pytest.approx(held_out, abs=1e-4)
 

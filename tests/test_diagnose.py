@@ -113,3 +113,30 @@ def test_diagnose_flags_9_of_10_biased_and_clears_9_of_10_homogeneous():
             data, _ = panel(kind, seed)
             flagged[kind] += diagnose(data, k_max=0, loao_folds=2, random_state=seed).bias_detected
     assert flagged["biased"] >= 9 and flagged["homogeneous"] <= 1, flagged
+
+
+def test_diagnose_progress_bars_only_when_asked_or_on_a_terminal(capsys):
+    data, _ = panel("biased", 3, n=3000)
+    kw = dict(k_max=2, loao_folds=3, n_subsamples=12, random_state=2)
+    quiet = diagnose(data, show_progress=None, **kw)  # stderr is not a terminal under pytest
+    assert capsys.readouterr().err == ""
+    shown = diagnose(data, show_progress=True, **kw)
+    err = capsys.readouterr().err
+    assert "annotator folds" in err and "latent classes" in err and "subsamples" in err
+    assert shown.inference == quiet.inference and shown.bic == quiet.bic
+
+
+def test_the_interval_plot_takes_an_interval_that_excludes_its_estimate(tmp_path):
+    """A bias-corrected subsampling interval can lie wholly below its estimate (seen on a
+    384-feature panel: 0.1734 [0.1435, 0.1613]); the plot must draw it, not fail."""
+    from types import SimpleNamespace
+
+    from signrm.diagnose_plots import write_plots
+
+    iv = SimpleNamespace(estimate=0.1734, low=0.1435, high=0.1613)
+    inference = SimpleNamespace(
+        disagreement=iv, angle=None, reference_name="BT", estimator_name="sign"
+    )
+    report = SimpleNamespace(inference=inference, users=None, bic=None)
+    plots = write_plots(report, tmp_path)
+    assert (tmp_path / plots["BT vs sign"]).stat().st_size > 0

@@ -188,3 +188,23 @@ def test_collator_and_config_validation(tmp_path):
         config(tmp_path, margin_scale_momentum=0.0)
     with pytest.raises(ValueError, match="sign_warmup_ratio"):
         config(tmp_path, sign_warmup_ratio=1.0)
+
+
+def test_sign_dpo_adaptive_lambda_scores_phases_on_the_eval_split(tmp_path):
+    """lambda_schedule="adaptive" in SignDPOTrainer: each evaluation after the warm-up scores a
+    phase on the eval split's implicit margins and sets the next lambda from the grid (or BT)."""
+    from signrm.integrations.adaptive import default_grid
+
+    trainer = trainer_for(tmp_path, lambda_schedule="adaptive", eval_strategy="steps",
+                          eval_steps=4, save_strategy="no", max_steps=16,
+                          sign_warmup_ratio=0.25)  # fmt: skip
+    trainer.train()
+    ctl = trainer.adaptive_lambda
+    grid = list(default_grid()[0])
+    assert ctl.candidates[0] is None and len(ctl.candidates) >= 2  # evaluations at 4, 8, 12
+    assert ctl.candidates[1:] == grid[: len(ctl.candidates) - 1]
+    assert ctl.current is None or ctl.current in grid
+    assert all(-1.0 <= s <= 1.0 for s in ctl.scores)
+    assert ctl.scores[-1] >= 0.9  # chosen responses are easy to prefer
+    with pytest.raises(ValueError, match="eval_strategy"):
+        trainer_for(tmp_path, lambda_schedule="adaptive")

@@ -100,3 +100,28 @@ def test_subsample_size_and_errors():
 def test_interval_excludes():
     iv = Interval(0.1, 0.05, 0.2)
     assert iv.excludes(0.0) and not iv.excludes(0.1) and str(iv) == "0.1 [0.05, 0.2]"
+
+
+def test_batched_margins_give_each_models_decision_function():
+    from signrm.inference import _margins, sharp_sign_estimator
+
+    data, _ = panel("biased", 4, n=3000)
+    seen: list[int] = []
+    kw = dict(n_subsamples=12, random_state=1)
+    one = subsampling_inference(data, callback=seen.append, **kw)
+    assert seen == list(range(12))  # every subsample, in order, after its statistics
+    sign, bt = sharp_sign_estimator().fit(data), BradleyTerry().fit(data)
+    assert subsampling_inference(data, sign, bt, fitted=(sign, bt), **kw) == one
+    # linear margins in one product with the differences = each model's decision_function
+    expected = np.column_stack([sign.decision_function(data), bt.decision_function(data)])
+    np.testing.assert_allclose(_margins([sign, bt], data), expected, rtol=1e-10, atol=1e-12)
+
+    class Overridden(BradleyTerry):  # its own decision_function: scored through it
+        def decision_function(self, data):
+            return super().decision_function(data)
+
+    own = Overridden().fit(data)
+    np.testing.assert_allclose(_margins([own, sign], data), expected[:, ::-1], rtol=1e-10)
+    # such models are scored one subsample at a time, to the same statistics
+    res = subsampling_inference(data, sign, Overridden(), fitted=(sign, own), **kw)
+    assert res.disagreement == one.disagreement and res.angle == one.angle

@@ -316,3 +316,94 @@ def test_cached_top_layers_train_and_match_the_full_model(tmp_path, n_top):
     np.testing.assert_allclose(score_texts(full, tok, texts), r, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="n_lower"):
         lower_activations(full, tok, texts, 3)
+
+
+# -- adaptive lambda (lambda_schedule="adaptive") ------------------------------------------------
+def hits_with(n_right: int, n: int = 400) -> np.ndarray:
+    """Agreements sign(m) (n,) with the first ``n_right`` rows right and the rest wrong (nested:
+    a candidate with more right rows is right wherever one with fewer is)."""
+    return np.where(np.arange(n) < n_right, 1.0, -1.0)
+
+
+def test_adaptive_lambda_climbs_while_held_out_agreement_improves():
+    from signrm.integrations.adaptive import AdaptiveLambda, default_grid
+
+    grid, patience, slack = default_grid()
+    np.testing.assert_allclose(grid, 2.0 ** np.arange(7))  # the linear estimator's 1 -> 64
+    ctl = AdaptiveLambda(grid, patience=patience, slack=slack)
+    # BT candidate 240 / 400 right, then each sharper phase 40 more; then a plateau
+    seen = [ctl.observe(hits_with(k)) for k in (240, 280, 320, 360, 360)]
+    assert seen[:4] == pytest.approx([1.0, 2.0, 4.0, 8.0])  # one grid step up per improving phase
+    assert ctl.frozen and ctl.candidates[0] is None
+    assert ctl.candidates[1:] == pytest.approx([1.0, 2.0, 4.0, 8.0])
+    # the plateau's first phase (lambda 4) is the best; the one-SE rule keeps it (the gain of 40
+    # paired rows over lambda 2 is 0.2 with paired SE 0.03, far beyond slack 0.5 SE)
+    assert seen[4] == 4.0 == ctl.current
+    assert ctl.observe(hits_with(0)) == 4.0  # frozen: later evaluations change nothing
+    with pytest.raises(ValueError, match="evaluation split changed size"):
+        ctl.observe(hits_with(10, n=20))
+
+
+def test_adaptive_lambda_falls_back_to_bt_when_the_sign_loss_does_not_pay():
+    from signrm.integrations.adaptive import AdaptiveLambda, default_grid, paired_scores
+
+    grid, _, slack = default_grid()
+    worse = AdaptiveLambda(grid, slack=slack)
+    assert worse.observe(hits_with(300)) == 1.0
+    assert worse.observe(hits_with(250)) is None  # held-out agreement fell: back to BT's loss
+    assert worse.frozen
+    # noise: a sign phase that differs from BT on 22 rows, 12 for the better and 10 for the
+    # worse: a gain of 4 / 400 = 0.01, below slack 0.5 x its paired SE (sqrt(22 * 4) / 400)
+    bt = hits_with(280)
+    noisy = bt.copy()
+    noisy[:10], noisy[280:292] = -1.0, 1.0
+    scores, se = paired_scores(np.stack([bt, noisy], axis=1))
+    assert scores[1] - scores[0] == pytest.approx(0.01)
+    assert se[0] == pytest.approx(np.sqrt(22 * 4 - 400 * 0.01**2) / 400)
+    tied = AdaptiveLambda(grid, slack=slack)
+    tied.observe(bt)
+    assert tied.observe(noisy) == 2.0  # an improvement: one step up
+    assert tied.observe(noisy) is None  # no further gain: the one-SE rule keeps BT
+    scores, se = paired_scores(np.stack([bt, bt], axis=1), np.ones(400))
+    assert scores[0] == scores[1] and np.all(se == 0)
+
+
+def test_adaptive_lambda_end_to_end_picks_a_grid_lambda(tmp_path):
+    """A slow learning rate: held-out agreement rises phase after phase, so lambda climbs the
+    grid from BT and freezes at a sharp grid value; the choice is saved with the model."""
+    from signrm.integrations.adaptive import default_grid
+
+    args = config(tmp_path, "sign", lambda_schedule="adaptive", eval_strategy="steps",
+                  eval_steps=2, save_strategy="no", learning_rate=1e-4, sign_warmup_ratio=0.0,
+                  max_steps=16, logging_steps=2)  # fmt: skip
+    trainer = SignRewardTrainer(
+        model=reward_model(0),
+        args=args,
+        train_dataset=dataset(64),
+        eval_dataset=dataset(64, seed=1),
+        processing_class=tokenizer(),
+    )
+    trainer.train()
+    ctl = trainer.adaptive_lambda
+    grid = list(default_grid()[0])
+    assert ctl.frozen and ctl.current in grid[1:]  # a sharper lambda than the first
+    n = len(ctl.candidates)
+    assert ctl.candidates == [None, *grid[: n - 1]]  # climbed one grid step per phase
+    assert ctl.scores[-2] > ctl.scores[0] + 0.3  # the sign phases beat the BT candidate
+    lams = [h["lambda"] for h in trainer.state.log_history if "lambda" in h and "loss" in h]
+    # BT (logged 0), the climb, then the frozen choice (the best phase, below the last tried)
+    assert lams[0] == 0.0 and lams[-1] == pytest.approx(ctl.current)
+    assert all(min(abs(v - g) for g in [0.0, *grid]) < 1e-9 for v in lams)
+    trainer.save_model(str(tmp_path / "final"))
+    info = json.loads((tmp_path / "final" / "signrm_reward.json").read_text())
+    assert info["lambda_schedule"] == "adaptive"
+    assert info["adaptive_lambda"]["lambda"] == ctl.current
+    with pytest.raises(ValueError, match="eval_dataset"):
+        SignRewardTrainer(model=reward_model(), args=args, train_dataset=dataset(8),
+                          processing_class=tokenizer())  # fmt: skip
+    with pytest.raises(ValueError, match="eval_strategy"):
+        SignRewardTrainer(model=reward_model(), args=config(tmp_path, "sign",
+                          lambda_schedule="adaptive"), train_dataset=dataset(8),
+                          eval_dataset=dataset(8), processing_class=tokenizer())  # fmt: skip
+    with pytest.raises(ValueError, match="lambda_schedule"):
+        config(tmp_path, "sign", lambda_schedule="cosine")

@@ -11,6 +11,16 @@ from signrm import losses, metrics  # noqa: E402
 from signrm.data import PreferenceData  # noqa: E402
 from signrm.estimators import *  # noqa: E402,F403
 from signrm.estimators import __all__ as _estimators_all  # noqa: E402
+from signrm.feature_select import FeatureSelection, select_features  # noqa: E402
 from signrm.persistence import load  # noqa: E402
 
-__all__ = ["PreferenceData", "load", "losses", "metrics", "__version__", *_estimators_all]
+__all__ = [
+    "PreferenceData",
+    "FeatureSelection",
+    "select_features",
+    "load",
+    "losses",
+    "metrics",
+    "__version__",
+    *_estimators_all,
+]

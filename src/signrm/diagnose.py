@@ -23,13 +23,17 @@ Plots are written by :mod:`signrm.diagnose_plots` (matplotlib), which this modul
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import special
 from sklearn.base import clone
+from tqdm.auto import tqdm
 
 from signrm.data import PreferenceData
+from signrm.engine.linear import single_threaded_blas
 from signrm.inference import SubsamplingResult, sharp_sign_estimator, subsampling_inference
 
 __all__ = ["DiagnosisReport", "diagnose", "annotator_agreement", "decisiveness"]
@@ -120,7 +124,11 @@ def _user_index(data: PreferenceData) -> tuple[np.ndarray, np.ndarray]:
 
 
 def annotator_agreement(
-    data: PreferenceData, reference=None, n_folds: int = 10, random_state: int = 0
+    data: PreferenceData,
+    reference=None,
+    n_folds: int = 10,
+    random_state: int = 0,
+    show_progress: bool = False,
 ) -> np.ndarray:
     """(U,) order consistency of each annotator's labels with a model fitted on the others.
 
@@ -140,7 +148,7 @@ def annotator_agreement(
     fold = fold_of_user[inv]
     s = data.signs
     hit = np.zeros(len(data))
-    for f in range(k):
+    for f in tqdm(range(k), desc="annotator folds", leave=False, disable=not show_progress):
         test = fold == f
         model = clone(reference).fit(data.subset(~test))
         m = model.decision_function(data.subset(test))
@@ -210,16 +218,20 @@ def _users_subset(data: PreferenceData, max_comparisons: int, random_state: int)
 
 
 def _latent_class_bic(
-    data: PreferenceData, k_max: int, max_comparisons: int, random_state: int
+    data: PreferenceData,
+    k_max: int,
+    max_comparisons: int,
+    random_state: int,
+    show_progress: bool = False,
 ) -> tuple[dict[int, float], int]:
     """({K: BIC} of LatentClassBT for K = 1..k_max, comparisons used): whole users, at most
     about ``max_comparisons``."""
     from signrm.estimators import LatentClassBT
 
     data = _users_subset(data, max_comparisons, random_state)
-    n_users = len(np.unique(data.user))
+    ks = range(1, min(k_max, len(np.unique(data.user))) + 1)
     out = {}
-    for k in range(1, min(k_max, n_users) + 1):
+    for k in tqdm(ks, desc="latent classes", leave=False, disable=not show_progress):
         model = LatentClassBT(n_classes=k, n_init=1, max_iter=30, random_state=random_state)
         out[k] = float(model.fit(data).bic_)
     return out, len(data)
@@ -267,58 +279,64 @@ def diagnose(
     loao_folds: int = 10,
     bic_max_comparisons: int = 5_000,
     random_state: int = 0,
-    show_progress: bool = False,
+    show_progress: bool | None = False,
 ) -> DiagnosisReport:
     """Diagnose heterogeneity in ``data`` (module docstring); returns a :class:`DiagnosisReport`.
 
-    ``estimator`` (default :func:`signrm.inference.sharp_sign_estimator`) and ``reference`` (default ``BradleyTerry()``)
-    are compared with :func:`signrm.inference.subsampling_inference` (``n_subsamples``,
-    ``level``); per-annotator parts and the latent-class BIC (K = 1..``k_max``) need
-    ``data.user``; the latent-class fits (one EM start, at most 30 iterations each) use whole
-    users drawn at random up to about ``bic_max_comparisons`` comparisons, to bound the time.
-    ``random_state`` seeds folds, subsamples and EM.
+    ``estimator`` (default :func:`signrm.inference.sharp_sign_estimator`) and ``reference``
+    (default ``BradleyTerry()``) are compared with :func:`signrm.inference.subsampling_inference`
+    (``n_subsamples``, ``level``); per-annotator parts and the latent-class BIC
+    (K = 1..``k_max``) need ``data.user``; the latent-class fits (one EM start, at most 30
+    iterations each, :func:`_latent_class_bic`) use whole users drawn at random up to about
+    ``bic_max_comparisons`` comparisons, to bound the time. ``random_state`` seeds folds,
+    subsamples and EM.
+    ``show_progress``: tqdm bars over the long steps (None: when stderr is a terminal).
+    BLAS runs single-threaded inside (:func:`signrm.engine.linear.single_threaded_blas`).
     """
-    import time
-
     from signrm.estimators import BradleyTerry
 
+    show = sys.stderr.isatty() if show_progress is None else bool(show_progress)
     estimator = sharp_sign_estimator() if estimator is None else estimator
     reference = BradleyTerry() if reference is None else reference
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    ref_full = clone(reference).fit(data)
-    est_full = clone(estimator).fit(data)
-    timings["full fits"] = time.perf_counter() - t0
-
     users = counts = agreement = raw = se = shrunk = None
     mu = tau = None
     bic: dict[int, float] = {}
     report_bic_n = 0
-    if data.user is not None:
+    with single_threaded_blas():
         t0 = time.perf_counter()
-        users, inv = _user_index(data)
-        counts = np.bincount(inv, minlength=len(users))
-        agreement = annotator_agreement(data, reference, loao_folds, random_state)
-        timings["annotator agreement"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        raw, se, shrunk, mu, tau = decisiveness(data, ref_full.decision_function(data))
-        timings["decisiveness"] = time.perf_counter() - t0
-        if k_max >= 1 and len(users) >= 2:
+        ref_full = clone(reference).fit(data)
+        est_full = clone(estimator).fit(data)
+        timings["full fits"] = time.perf_counter() - t0
+        if data.user is not None:
             t0 = time.perf_counter()
-            bic, report_bic_n = _latent_class_bic(data, k_max, bic_max_comparisons, random_state)
-            timings["latent-class BIC"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    inference = subsampling_inference(
-        data,
-        estimator,
-        reference,
-        n_subsamples=n_subsamples,
-        level=level,
-        random_state=random_state,
-        show_progress=show_progress,
-        fitted=(est_full, ref_full),
-    )
-    timings["subsampling"] = time.perf_counter() - t0
+            users, inv = _user_index(data)
+            counts = np.bincount(inv, minlength=len(users))
+            agreement = annotator_agreement(
+                data, reference, loao_folds, random_state, show_progress=show
+            )
+            timings["annotator agreement"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            raw, se, shrunk, mu, tau = decisiveness(data, ref_full.decision_function(data))
+            timings["decisiveness"] = time.perf_counter() - t0
+            if k_max >= 1 and len(users) >= 2:
+                t0 = time.perf_counter()
+                bic, report_bic_n = _latent_class_bic(
+                    data, k_max, bic_max_comparisons, random_state, show
+                )
+                timings["latent-class BIC"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        inference = subsampling_inference(
+            data,
+            estimator,
+            reference,
+            n_subsamples=n_subsamples,
+            level=level,
+            random_state=random_state,
+            show_progress=show,
+            fitted=(est_full, ref_full),
+        )
+        timings["subsampling"] = time.perf_counter() - t0
     report = DiagnosisReport(
         n_comparisons=len(data),
         n_features=data.n_features,

@@ -72,17 +72,16 @@ def _inference_plot(report, out: Path) -> dict[str, str]:
         rows.append(("angle (deg)", inf.angle, 1.0))
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 2.4), squeeze=False)
     for ax, (label, iv, k) in zip(axes[0], rows):
-        ax.errorbar(
-            [k * iv.estimate],
-            [0],
-            xerr=[[k * (iv.estimate - iv.low)], [k * (iv.high - iv.estimate)]],
-            fmt="o",
-            capsize=6,
-            color="#4c72b0",
-        )
+        # the subsampling interval corrects for the estimate's finite-sample bias, so it need
+        # not contain the estimate: draw it as a segment and the estimate as a point
+        ax.plot([k * iv.low, k * iv.high], [0, 0], "|-", color="#4c72b0", lw=2, ms=14,
+                label="95 % interval")  # fmt: skip
+        ax.plot([k * iv.estimate], [0], "o", color="#c44e52", label="estimate")
         ax.axvline(0, color="k", lw=0.8)
         ax.set(xlabel=label, yticks=[], title=f"{inf.reference_name} vs {inf.estimator_name}")
-        ax.set_xlim(left=min(-0.05 * k * iv.high, -1e-3), right=max(1.2 * k * iv.high, 1e-3))
+        top = max(iv.high, iv.estimate)
+        ax.set_xlim(left=min(-0.05 * k * top, k * iv.low, -1e-3), right=max(1.2 * k * top, 1e-3))
+        ax.legend(fontsize=7, loc="upper left")
     return {"BT vs sign": _save(fig, out / "bt_vs_sign.png")}
 
 

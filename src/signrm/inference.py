@@ -44,6 +44,7 @@ import numpy as np
 from sklearn.base import clone
 
 from signrm.data import PreferenceData
+from signrm.engine.linear import single_threaded_blas
 from signrm.metrics import angular_error, disagreement_rate
 
 __all__ = [
@@ -160,15 +161,45 @@ def _standardised(margins: np.ndarray) -> np.ndarray:
     return margins / rms if rms > 0 else margins
 
 
-def _statistics(est, ref, eval_data: PreferenceData) -> dict:
-    """Statistics of two fitted estimators on ``eval_data``.
+def _linear_coef(model) -> np.ndarray | None:
+    """``coef_`` when ``model``'s margins are ``D coef_`` (a signrm linear head), else None.
+
+    The same condition under which :meth:`PreferenceEstimator.decision_function` scores data
+    that hold only differences: a linear reward is a function of ``phi(a) - phi(b)``.
+    """
+    from signrm.estimators.base import PreferenceEstimator
+
+    coef = getattr(model, "coef_", None)
+    own = type(model).decision_function is PreferenceEstimator.decision_function
+    if coef is None or not own or getattr(model, "head", "linear") != "linear":
+        return None
+    return np.asarray(coef).ravel()
+
+
+def _margins(models: list, data: PreferenceData) -> np.ndarray:
+    """(n, k) margins of ``k`` fitted models on ``data``: the linear ones in one matrix
+    product with the differences (one read of the data for all of them), the others through
+    ``decision_function``."""
+    coefs = [_linear_coef(model) for model in models]
+    out = np.empty((len(data), len(models)))
+    linear = [j for j, c in enumerate(coefs) if c is not None]
+    if linear:
+        D = data.differences
+        C = np.column_stack([coefs[j] for j in linear]).astype(D.dtype)
+        out[:, linear] = D @ C
+    for j, c in enumerate(coefs):
+        if c is None:
+            out[:, j] = models[j].decision_function(data)
+    return out
+
+
+def _statistics(est, ref, m_est: np.ndarray, m_ref: np.ndarray) -> dict:
+    """Statistics of two fitted estimators from their margins (n,) on the evaluation pairs.
 
     ``dis``: disagreement rate; ``ang``: angle of ``coef_`` (nan without); ``dir``: the
     estimator's ``coef_`` or None; ``delta`` (n,): difference of the standardised margins,
     zero exactly when both rewards are equal up to scale on the evaluation pairs.
     """
-    m_est = np.asarray(est.decision_function(eval_data), dtype=np.float64)
-    m_ref = np.asarray(ref.decision_function(eval_data), dtype=np.float64)
     a, b = _direction(est), _direction(ref)
     return {
         "dis": disagreement_rate(m_est, m_ref),
@@ -180,6 +211,25 @@ def _statistics(est, ref, eval_data: PreferenceData) -> dict:
 
 def _rms(v: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(v))))
+
+
+def _roots(
+    batch: list[tuple[int, int, object, object]], data: PreferenceData, full: dict, rate: float
+) -> list[tuple[float, float, float, float, int]]:
+    """Per subsample ``(index, size, estimator, reference)`` fitted on it: ``(disagreement,
+    angle, delta root, direction root, size)`` on all of ``data`` (roots on the full-sample
+    scale, module docstring; the direction root is nan without ``coef_``). The margins of the
+    whole batch come from one pass over the data (:func:`_margins`)."""
+    margins = _margins([model for _, _, est, ref in batch for model in (est, ref)], data)
+    n, out = len(data), []
+    for j, (_, size, est, ref) in enumerate(batch):
+        st = _statistics(est, ref, margins[:, 2 * j], margins[:, 2 * j + 1])
+        scale = (size / n) ** rate
+        radius = float("nan")
+        if full["dir"] is not None and st["dir"] is not None:
+            radius = scale * angular_error(st["dir"], full["dir"])
+        out.append((st["dis"], st["ang"], scale * _rms(st["delta"] - full["delta"]), radius, size))
+    return out
 
 
 def _prw_interval(
@@ -241,6 +291,8 @@ def subsampling_inference(
     fitted : optional ``(estimator, reference)`` already fitted on ``data`` (saves two fits).
     callback : called with the subsample index after each subsample.
 
+    BLAS runs single-threaded inside (:func:`signrm.engine.linear.single_threaded_blas`).
+
     Returns
     -------
     SubsamplingResult; ``.bias_detected`` says whether the disagreement interval excludes 0.
@@ -261,43 +313,45 @@ def subsampling_inference(
     if not 2 <= m < n_units:
         raise ValueError(f"subsample_units must be in [2, {n_units - 1}] ({unit}s), got {m}")
 
-    if fitted is None:
-        est_n, ref_n = clone(estimator).fit(data), clone(reference).fit(data)
-    else:
-        est_n, ref_n = fitted
-    full = _statistics(est_n, ref_n, data)
+    with single_threaded_blas():
+        if fitted is None:
+            est_n, ref_n = clone(estimator).fit(data), clone(reference).fit(data)
+        else:
+            est_n, ref_n = fitted
+        full = _statistics(est_n, ref_n, *_margins([est_n, ref_n], data).T)
+        rng = np.random.default_rng(random_state)
+        rows: list[tuple[float, float, float, float, int]] = []
+        batch: list[tuple[int, int, object, object]] = []
+        # linear models: the margins of up to 16 subsamples' fits (<= 2^23 floats) in one pass
+        linear = _linear_coef(est_n) is not None and _linear_coef(ref_n) is not None
+        per_batch = int(np.clip(2**22 // max(n, 1), 1, 16)) if linear else 1
+        for b in _progress(range(n_subsamples), show_progress, n_subsamples):
+            pick = rng.choice(n_units, size=m, replace=False)
+            idx = np.concatenate([groups[i] for i in pick])
+            sub = data.subset(idx)
+            if np.any(sub.signs != 0):  # an all-tie subsample carries no information: skipped
+                batch.append((b, len(idx), clone(estimator).fit(sub), clone(reference).fit(sub)))
+            if batch and (len(batch) == per_batch or b == n_subsamples - 1):
+                rows += _roots(batch, data, full, rate)
+                if callback is not None:
+                    for k, *_ in batch:
+                        callback(k)
+                batch.clear()
+    if len(rows) < 10:
+        raise ValueError(f"only {len(rows)} subsamples had a non-tie label: too few to infer")
+    dis, ang, delta_roots, radii, sizes = (np.asarray(v, dtype=np.float64) for v in zip(*rows))
+    radii = radii[np.isfinite(radii)]
 
-    rng = np.random.default_rng(random_state)
-    dis, ang, radii, delta_roots, sizes = [], [], [], [], []
-    for b in _progress(range(n_subsamples), show_progress, n_subsamples):
-        pick = rng.choice(n_units, size=m, replace=False)
-        idx = np.concatenate([groups[i] for i in pick])
-        sub = data.subset(idx)
-        if not np.any(sub.signs != 0):
-            continue  # an all-tie subsample carries no information about either direction
-        st = _statistics(clone(estimator).fit(sub), clone(reference).fit(sub), data)
-        scale = (len(idx) / n) ** rate
-        dis.append(st["dis"])
-        ang.append(st["ang"])
-        delta_roots.append(scale * _rms(st["delta"] - full["delta"]))
-        if full["dir"] is not None and st["dir"] is not None:
-            radii.append(scale * angular_error(st["dir"], full["dir"]))
-        sizes.append(len(idx))
-        if callback is not None:
-            callback(b)
-    if len(sizes) < 10:
-        raise ValueError(f"only {len(sizes)} subsamples had a non-tie label: too few to infer")
-
-    scales = (np.asarray(sizes) / n) ** rate
+    scales = (sizes / n) ** rate
     distance = _rms(full["delta"])
     equal = distance <= float(np.quantile(delta_roots, level))
     angle = None
     if np.isfinite(full["ang"]):
-        angle = _prw_interval(full["ang"], np.asarray(ang), scales, level, 180.0, equal)
+        angle = _prw_interval(full["ang"], ang, scales, level, 180.0, equal)
     return SubsamplingResult(
-        disagreement=_prw_interval(full["dis"], np.asarray(dis), scales, level, 1.0, equal),
+        disagreement=_prw_interval(full["dis"], dis, scales, level, 1.0, equal),
         angle=angle,
-        direction_radius=float(np.quantile(radii, level)) if radii else None,
+        direction_radius=float(np.quantile(radii, level)) if len(radii) else None,
         n_samples=n,
         n_units=n_units,
         unit=unit,

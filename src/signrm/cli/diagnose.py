@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def load_prefs(spec: str, encoder: str = "minilm", show_progress: bool = True):
+def load_prefs(spec: str, encoder: str = "minilm", show_progress: bool | None = None):
     """PreferenceData from ``dataset:NAME``, a feature file, or a text preference file."""
     from signrm.data import PreferenceData
     from signrm.data.text_reader import read_text
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.level < 1.0:
         raise UserError(f"--level must be in (0, 1), got {args.level}")
-    data = load_prefs(args.prefs, args.encoder, show_progress=not args.no_progress)
+    show_progress = False if args.no_progress else None  # None: bars when stderr is a tty
+    data = load_prefs(args.prefs, args.encoder, show_progress=show_progress)
     n_users = "no" if data.user is None else len(set(data.user.tolist()))
     say(f"read {len(data)} comparisons, {data.n_features} features, {n_users} annotator ids")
     t0 = time.perf_counter()
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         level=args.level,
         k_max=args.k_max,
         random_state=args.seed,
-        show_progress=not args.no_progress,
+        show_progress=show_progress,
     )
     plots = {}
     if args.out is not None:

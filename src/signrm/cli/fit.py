@@ -3,6 +3,10 @@
 The model directory holds the estimator (``model.json`` ...) and ``encoder.json`` (the encoder's
 identity), so that ``signrm score`` and ``signrm best-of-n`` embed new texts the same way. The
 model is fitted on the training split; the printed held-out order consistency is on the rest.
+
+Features are chosen from the data (``--mode auto``, the default for sentence encoders, and
+``--encoder a,b``): every candidate is scored by cross-validation on the training split only
+(:func:`signrm.feature_select.select_features`), so the held-out figure stays honest.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+
+import numpy as np
 
 from signrm.cli.common import (
     HEADS,
@@ -23,7 +29,14 @@ from signrm.cli.common import (
 from signrm.errors import UserError
 from signrm.registry import estimator_names, estimator_spec
 
-__all__ = ["register", "run", "make_estimator", "build_encoder", "order_consistency"]
+__all__ = [
+    "register",
+    "run",
+    "make_estimator",
+    "build_encoder",
+    "build_candidates",
+    "order_consistency",
+]
 
 
 def make_estimator(name: str, head: str, seed: int, n_classes: int):
@@ -43,39 +56,92 @@ def make_estimator(name: str, head: str, seed: int, n_classes: int):
     return from_registry(name, **params)
 
 
-def build_encoder(args: argparse.Namespace):
+def _kind_of(name: str, kind: str) -> str:
+    """The encoder family (``sentence`` / ``causal_lm``) that ``make_encoder`` gives ``name``."""
     from signrm.embed import make_encoder
 
+    if kind != "auto":
+        return "causal_lm" if kind == "causal" else kind
+    try:  # building an encoder loads nothing
+        return make_encoder(name, kind="auto", cache_dir=False).kind
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"--encoder {name}: {exc}") from None
+
+
+def build_encoder(args: argparse.Namespace, name: str | None = None, *, in_list: bool = False):
+    """The encoder ``name`` (default ``--encoder``) with the options of its family.
+
+    A sentence encoder gets ``--mode`` (``auto`` or none: ``concat`` here; the candidates of
+    ``auto`` come from :func:`build_candidates`). Options of the other family are errors, except
+    ``in_list`` (an item of ``--encoder a,b``), where each family takes its own options.
+    """
+    from signrm.embed import make_encoder
+
+    name = args.encoder if name is None else name
     kw = runtime_kwargs(args)
     if args.embed_batch_size is not None:
         kw["batch_size"] = args.embed_batch_size
     kind = args.encoder_kind
     layer = -1 if args.layer is None else args.layer
+    if in_list and layer != -1 and _kind_of(name, kind) == "sentence":
+        layer = -1  # --layer is for the causal LMs of the list
     try:
-        enc = make_encoder(args.encoder, kind=kind, layer=layer, **kw)
+        enc = make_encoder(name, kind=kind, layer=layer, **kw)
     except TypeError as exc:  # an option that the chosen encoder does not take
-        raise UserError(f"--encoder {args.encoder}: {exc}") from None
+        raise UserError(f"--encoder {name}: {exc}") from None
     # options of the other encoder family are errors, not silently ignored
     if enc.kind == "sentence":
-        if args.layer is not None:
+        if args.layer is not None and not in_list:
             raise UserError(
-                f"--layer {args.layer} applies to causal LM encoders; {args.encoder!r} is a "
+                f"--layer {args.layer} applies to causal LM encoders; {name!r} is a "
                 "sentence encoder (it has no layer choice)"
             )
-        if args.chat_template is not None:
+        if args.chat_template is not None and not in_list:
             raise UserError(
-                f"--chat-template applies to causal LM encoders; --encoder {args.encoder} is a "
+                f"--chat-template applies to causal LM encoders; --encoder {name} is a "
                 "sentence encoder (its options: --mode)"
             )
-        enc.mode = args.mode or "concat"
+        enc.mode = "concat" if args.mode in (None, "auto") else args.mode
     else:
-        if args.mode is not None:
+        if args.mode is not None and not in_list:
             raise UserError(
-                f"--mode applies to sentence encoders; --encoder {args.encoder} is a causal LM "
+                f"--mode applies to sentence encoders; --encoder {name} is a causal LM "
                 "(its options: --layer, --chat-template)"
             )
         enc.chat_template = {"auto": None, "yes": True, "no": False}[args.chat_template or "auto"]
     return enc
+
+
+def build_candidates(args: argparse.Namespace) -> list:
+    """The encoders to choose among: each name of ``--encoder a,b,...``, a sentence encoder in
+    every mode unless ``--mode`` fixes one. One candidate means no selection."""
+    from signrm.feature_select import mode_candidates
+
+    names = [n.strip() for n in args.encoder.split(",")]
+    if "" in names:
+        raise UserError(f"--encoder {args.encoder}: empty name in the comma-separated list")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"--encoder {args.encoder}: {', '.join(twice)} given more than once")
+    in_list = len(names) > 1
+    encoders = [build_encoder(args, n, in_list=in_list) for n in names]
+    if in_list:  # an option that no encoder of the list takes is still an error
+        kinds = {e.kind for e in encoders}
+        for flag, value, family in (
+            ("--layer", args.layer, "causal_lm"),
+            ("--chat-template", args.chat_template, "causal_lm"),
+            ("--mode", args.mode, "sentence"),
+        ):
+            if value is not None and family not in kinds:
+                what = "causal LM" if family == "causal_lm" else "sentence"
+                raise UserError(
+                    f"{flag} applies to {what} encoders; --encoder {args.encoder} has none"
+                )
+    out = []
+    for enc in encoders:
+        auto = enc.kind == "sentence" and args.mode in (None, "auto")
+        out.extend(mode_candidates(enc) if auto else [enc])
+    return out
 
 
 def register(subparsers) -> None:
@@ -103,7 +169,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--encoder",
         default="minilm",
-        help="minilm (packaged), smollm2 (packaged GGUF), a local folder / .gguf, or a hub name",
+        help="minilm (packaged), smollm2 (packaged GGUF), a local folder / .gguf, or a hub name; "
+        "several, comma-separated (minilm,smollm2): the one with the best cross-validated "
+        "held-out order consistency on the training split is used",
     )
     p.add_argument(
         "--encoder-kind",
@@ -117,8 +185,27 @@ def register(subparsers) -> None:
     p.add_argument(
         "--mode",
         default=None,
-        choices=("concat", "response", "separate", "average"),
-        help="sentence encoders: how prompt and response are embedded (default concat)",
+        choices=("auto", "concat", "response", "separate", "average"),
+        help="sentence encoders: how prompt and response are embedded; auto (default) chooses "
+        "by 5-fold cross-validation by prompt on the training split (see --select-max)",
+    )
+    p.add_argument(
+        "--select-max",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="choosing features (--mode auto, --encoder a,b): cross-validate on a seeded "
+        "prompt-grouped subsample of at most N training comparisons (default 2000)",
+    )
+    p.add_argument(
+        "--select-slack",
+        type=float,
+        default=None,
+        metavar="S",
+        help="choosing features: keep the first candidate (concat, response, separate, average; "
+        "encoders in --encoder order) within S paired standard errors of the best "
+        "cross-validated score (default 0: the best score, exact ties to the first; 1 = the "
+        "one-standard-error rule)",
     )
     p.add_argument(
         "--chat-template",
@@ -239,11 +326,48 @@ def run_streaming(args: argparse.Namespace, out: Path) -> int:
 
 def order_consistency(estimator, data) -> float | None:
     """``estimator.score(data)``, or None when every label of ``data`` is a tie (undefined)."""
-    import numpy as np
-
     if len(data) == 0 or bool(np.all(np.asarray(data.y) == 0.5)):
         return None
     return float(estimator.score(data))
+
+
+def training_rows(texts, args: argparse.Namespace) -> np.ndarray:
+    """Indices of the comparisons that ``data.split`` (``--split``, ``--test-size``, ``--seed``)
+    puts on the training side, found before embedding (the split reads only the labels, the
+    annotator and prompt ids)."""
+    from signrm.data import PreferenceData
+
+    n = len(texts)
+    if args.test_size == 0:
+        return np.arange(n)
+    codes, _ = texts.prompt_codes()
+    rows = PreferenceData.from_differences(
+        np.arange(n, dtype=np.float64)[:, None], texts.y, user=texts.annotator, prompt=codes
+    )
+    train, _ = rows.split(by=args.split, test_size=args.test_size, random_state=args.seed)
+    return np.asarray(train.differences[:, 0], dtype=np.int64)
+
+
+def choose_features(texts, candidates: list, estimator, args: argparse.Namespace):
+    """:func:`signrm.feature_select.select_features` on the training split only (so that the
+    held-out figure printed later is not used to choose). Candidates are scored with the
+    estimator itself, except ``em``: its restarts would make the 5 x candidates fits cost
+    minutes, and its latent classes are BT models, so linear BT scores the features."""
+    from signrm.feature_select import DEFAULT_MAX_COMPARISONS, DEFAULT_SLACK, select_features
+
+    train = texts.subset(training_rows(texts, args))
+    if args.estimator == "em":
+        estimator = make_estimator("bt", "linear", args.seed, args.n_classes)
+    with warnings_as_lines():
+        return select_features(
+            train,
+            candidates,
+            estimator,
+            max_comparisons=args.select_max or DEFAULT_MAX_COMPARISONS,
+            random_state=args.seed,
+            slack=DEFAULT_SLACK if args.select_slack is None else args.select_slack,
+            show_progress=False if args.no_progress else None,
+        )
 
 
 def _show(value: float | None) -> str:
@@ -263,6 +387,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--test-size must be in [0, 1), got {args.test_size}")
     if args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.select_slack is not None and not args.select_slack >= 0:
+        raise UserError(f"--select-slack must be >= 0, got {args.select_slack}")
     if Path(args.prefs).is_dir():
         if args.format is not None:
             raise UserError(f"--format applies to a preference file; {args.prefs} is a directory")
@@ -286,7 +412,13 @@ def run(args: argparse.Namespace) -> int:
     if args.split == "user" and texts.annotator is None:
         raise UserError(f"{args.prefs}: --split user needs an annotator_id column")
 
-    encoder = build_encoder(args)
+    candidates = build_candidates(args)
+    selection = None
+    if len(candidates) > 1:
+        selection = choose_features(texts, candidates, estimator, args)
+        encoder = selection.encoder
+    else:
+        encoder = candidates[0]
     t0 = time.perf_counter()
     with warnings_as_lines():
         data = texts.to_preference_data(
@@ -318,6 +450,12 @@ def run(args: argparse.Namespace) -> int:
         "train_order_consistency": train_oc,
         "source": str(args.prefs),
     }
+    if selection is not None:
+        summary["feature_selection"] = selection.to_dict()
+        first, *rows = selection.lines()
+        print(f"features           chosen by {first}")
+        for row in rows:
+            print(f"  {row}")
     print(f"estimator          {args.estimator} (head {args.head})")
     print(f"train comparisons  {len(train)}   order consistency {_show(train_oc)}")
     if test is not None:

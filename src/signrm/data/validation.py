@@ -297,7 +297,7 @@ def ignored_columns_note(
         match = lower.get(str(c).lower()) or next(
             iter(difflib.get_close_matches(str(c).lower(), list(lower), n=1, cutoff=0.8)), None
         )
-        if match is not None:
+        if match is not None and lower.get(match, match) != str(c):  # a known name left unused
             hints.append(f"{lower.get(match, match)!r} for {c!r}")
     note = f"ignored {what} {list(ignored)}"
     return note + (f" (did you mean {', '.join(hints)}?)" if hints else "")

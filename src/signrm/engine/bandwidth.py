@@ -30,7 +30,6 @@ from signrm.engine.linear import (
     Passes,
     SignStage,
     WeightTotals,
-    agreement_scores,
     fit_bt,
     fold_of,
     sign_stage,
@@ -95,6 +94,7 @@ def select_bandwidth(
     bt_l2: float,
     max_iter: int,
     tol: float,
+    noise_tol: float = 0.0,
     patience: int = 1,
     slack: float = 1.0,
 ) -> BandwidthChoice:
@@ -103,6 +103,7 @@ def select_bandwidth(
     ``theta_bt`` (d,): the BT fit on all rows (warm start of the folds' BT fits); ``lambdas``
     (J,) increasing; ``blends`` (B,) in [0, 1] with 0 first. The choice follows the
     one-standard-error rule (:func:`one_standard_error_choice`, ``slack`` standard errors).
+    ``max_iter``, ``tol``, ``noise_tol``: each stage's stopping rules (:func:`sign_stage`).
     """
     d = theta_bt.size
     blends = np.asarray(blends, dtype=np.float64)
@@ -132,6 +133,7 @@ def select_bandwidth(
     val_weight = np.array([f[3].wsum for f in folds])
     share = val_weight / val_weight.sum()
     paths: list[list[SignStage]] = [[] for _ in folds]
+    sum_w2 = np.zeros(len(folds))  # sum of squared normalised weights of each held-out fold
     rows = []
     best, since_best = -np.inf, 0
     for j, lam in enumerate(lambdas):
@@ -140,12 +142,12 @@ def select_bandwidth(
             prev = paths[i][-1] if paths[i] else None
             stage = sign_stage(
                 train, t_train, prev.theta if prev else u_bt, float(lam), max_iter=max_iter,
-                tol=tol, scale=prev.end_scale if prev else None,
+                tol=tol, noise_tol=noise_tol, scale=prev.end_scale if prev else None,
                 label=f"fold {i + 1} stage {j + 1}/{len(lambdas)} (lambda {lam:.3g})",
             )  # fmt: skip
             paths[i].append(stage)
-            sc, _ = agreement_scores(val, t_val, blend_directions(u_bt, stage.theta, blends))
-            score += share[i] * sc
+            sc, sum_w2[i] = blend_agreements(val, t_val, u_bt, stage.theta[:, None], blends)
+            score += share[i] * sc[0]
         rows.append(score)
         top = float(score.max())
         if top > best + 1e-12:
@@ -155,13 +157,7 @@ def select_bandwidth(
             if since_best >= patience:
                 break
     scores = np.array(rows)
-    J = scores.shape[0]
-    gap_se = np.zeros(scores.shape)
-    for i, (_, _, val, t_val, u_bt) in enumerate(folds):
-        dirs = np.hstack([blend_directions(u_bt, paths[i][j].theta, blends) for j in range(J)])
-        gap = _gaps_to_best(val, t_val, dirs, scores.ravel()).reshape(scores.shape)
-        gap_se += (share[i] * gap) ** 2
-    standard_errors = np.sqrt(gap_se).reshape(scores.shape)
+    standard_errors = _gap_standard_errors(folds, paths, share, sum_w2, scores, blends, slack)
     j, b = one_standard_error_choice(scores, standard_errors, slack)
     stage = -1 if blends[b] == 0 else j
     return BandwidthChoice(
@@ -177,23 +173,82 @@ def select_bandwidth(
     )
 
 
-def _gaps_to_best(val: Passes, totals: WeightTotals, dirs: np.ndarray, pooled: np.ndarray):
-    """Standard errors, on one held-out fold, of each candidate's score minus the best pooled
-    candidate's (paired over rows): ``sqrt(sum wn^2 (h_best - h_c)^2 - gap^2 sum wn^2)``."""
-    best = int(np.argmax(pooled))
-    acc = np.zeros(2 * dirs.shape[1] + 1)
-    k = dirs.shape[1]
-    for blk in val.blocks("held-out standard errors"):
+def blend_agreements(
+    passes: Passes,
+    totals: WeightTotals,
+    u_bt: np.ndarray,
+    stages: np.ndarray,
+    blends: np.ndarray,
+    *,
+    best: tuple[int, int] | None = None,
+    label: str = "agreement",
+) -> tuple[np.ndarray, np.ndarray | float]:
+    """Exact agreements ``sum wn s sign(D u)`` of the candidates ``u = (1 - a) u_bt + a u_j``.
+
+    ``u_bt`` (d,), ``stages`` (d, J) unit vectors, ``blends`` (B,). The margins of a blend are
+    the blend of the two margins, so a pass costs ``1 + J`` matrix-vector products, not ``J B``.
+    Returns ``scores`` (J, B) and the fold's ``sum wn^2``; with ``best = (j, b)``, instead of that
+    sum, the paired standard errors (J, B) of ``best``'s score minus each candidate's,
+    ``sqrt(sum wn^2 (h_best - h_c)^2 - gap^2 sum wn^2)``.
+    """
+    J, B = stages.shape[1], blends.size
+    dirs = np.column_stack([u_bt, stages])
+    col = None if best is None else best[0] * B + best[1]
+    acc = np.zeros(3 * J * B + 1)
+    hit_sum, gap_sum, gap_sq = acc[: J * B], acc[J * B : 2 * J * B], acc[2 * J * B : -1]
+    for blk in passes.blocks(label):
         wn = blk.w / totals.wsum
-        hit = blk.s[:, None] * np.sign(
-            np.asarray(blk.D @ dirs.astype(blk.D.dtype), dtype=np.float64)
-        )
-        gap = hit[:, best : best + 1] - hit
-        acc[:k] += wn @ gap
-        acc[k : 2 * k] += (wn * wn) @ (gap * gap)
-        acc[-1] += float(wn @ wn)
-    acc = val.allreduce(acc)
-    return np.sqrt(np.maximum(acc[k : 2 * k] - acc[:k] ** 2 * acc[-1], 0.0))
+        for r in range(0, len(wn), 65_536):  # rows x candidates temporaries stay small
+            rows = slice(r, r + 65_536)
+            M = np.asarray(blk.D[rows] @ dirs.astype(blk.D.dtype), dtype=np.float64)
+            m = M[:, :1, None] * (1.0 - blends) + M[:, 1:, None] * blends  # (rows, J, B)
+            hit = (blk.s[rows, None, None] * np.sign(m)).reshape(m.shape[0], J * B)
+            w = wn[rows]
+            hit_sum += w @ hit
+            if col is not None:
+                gap = hit[:, col : col + 1] - hit
+                gap_sum += w @ gap
+                gap_sq += (w * w) @ (gap * gap)
+            acc[-1] += float(w @ w)
+    acc = passes.allreduce(acc)
+    hit_sum, gap_sum, gap_sq = acc[: J * B], acc[J * B : 2 * J * B], acc[2 * J * B : -1]
+    scores = hit_sum.reshape(J, B)
+    if col is None:
+        return scores, float(acc[-1])
+    se = np.sqrt(np.maximum(gap_sq - gap_sum**2 * acc[-1], 0.0))
+    return scores, se.reshape(J, B)
+
+
+def _gap_standard_errors(folds, paths, share, sum_w2, scores, blends, slack) -> np.ndarray:
+    """Pooled paired standard errors (J, B) of the best candidate's score minus each one's.
+
+    A candidate further than ``slack`` times the largest possible standard error below the
+    best (``|h_best - h_c| <= 2``, so ``se <= 2 sqrt(sum share^2 sum wn^2)``) can never be
+    chosen by :func:`one_standard_error_choice`: its error is not computed (NaN), and only the
+    stages holding a candidate that can be are scored again (none, often, at large n).
+    """
+    best = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    bound = 2.0 * float(np.sqrt(np.sum(share**2 * sum_w2)))
+    possible = scores.max() - scores <= slack * bound + 1e-12
+    possible[best] = False  # its own gap is 0
+    out = np.full(scores.shape, np.nan)
+    out[best] = 0.0
+    stages = sorted({int(best[0])} | set(np.flatnonzero(possible.any(axis=1)).tolist()))
+    if len(stages) == 1 and not possible.any():
+        return out
+    var = np.zeros((len(stages), blends.size))
+    for i, (_, _, val, t_val, u_bt) in enumerate(folds):
+        U = np.column_stack([paths[i][j].theta for j in stages])
+        _, se = blend_agreements(
+            val, t_val, u_bt, U, blends, best=(stages.index(int(best[0])), int(best[1])),
+            label="held-out standard errors",
+        )  # fmt: skip
+        var += (share[i] * se) ** 2
+    rows = np.sqrt(var)
+    for k, j in enumerate(stages):
+        keep = possible[j] | (np.arange(blends.size) == best[1]) & (j == best[0])
+        out[j, keep] = rows[k, keep]
+    return out
 
 
 def one_standard_error_choice(
@@ -203,8 +258,9 @@ def one_standard_error_choice(
     errors of the best.
 
     ``scores`` (J, B) held-out agreements, blend column 0 the BT candidate; ``gap_se`` (J, B) the
-    paired standard error of the best candidate's score minus each candidate's. A candidate
-    qualifies when ``best - score <= slack * gap_se``: the data cannot tell it from the best. The
+    paired standard error of the best candidate's score minus each candidate's (NaN: not
+    computed, the candidate cannot qualify). A candidate qualifies when
+    ``best - score <= slack * gap_se``: the data cannot tell it from the best. The
     qualifier with the smallest blend, then the smallest stage, wins, so where the sign path does
     not beat RLHF out of sample by more than noise the estimate stays at (or near) RLHF's
     direction, and where it does (a paired difference is precise even when each score is not)

@@ -130,7 +130,9 @@ class BradleyTerry(TorchHeadMixin, PreferenceEstimator):
                 "(xa, xb), not only their differences"
             )
         t0 = time.perf_counter()
-        passes = Passes(source, progress=bool(self.verbose), desc="BradleyTerry")
+        passes = Passes(
+            source, progress=bool(self.verbose), desc="BradleyTerry", limit_threads=True
+        )
         try:
             totals = weight_totals(passes)
             theta, info = fit_bt(

@@ -1,5 +1,6 @@
 """What the signrm TRL trainers share: annotator columns and accuracy, the lambda schedule over
-steps, and the running margin scale (:class:`signrm.engine.scale.RunningScale`).
+steps (annealed, or adaptive: :mod:`signrm.integrations.adaptive`), and the running margin scale
+(:class:`signrm.engine.scale.RunningScale`).
 
 :class:`SignTrainerMixin` is mixed into ``trl.RewardTrainer`` and ``trl.DPOTrainer`` subclasses;
 it reads ``self._opt`` (the signrm options), ``self.state``, ``self.accelerator`` and
@@ -18,16 +19,21 @@ import numpy as np
 import torch
 
 from signrm.engine.scale import RunningScale
+from signrm.integrations.adaptive import AdaptiveLambda, default_grid
 from signrm.losses import lambda_schedule
 
 #: integer column the trainers add for the annotator of each comparison
 ANNOTATOR_INDEX = "annotator_idx"
+
+#: values of ``lambda_schedule``
+LAMBDA_SCHEDULES = ("anneal", "adaptive")
 
 #: the signrm options both configs carry (read by :meth:`SignTrainerMixin._read_options`)
 SIGN_OPTIONS = (
     "lambda_start",
     "lambda_stop",
     "lambda_stages",
+    "lambda_schedule",
     "sign_warmup_ratio",
     "margin_scale_momentum",
     "annotator_column",
@@ -42,6 +48,12 @@ class SignOptions:
 
     lambda_start, lambda_stop, lambda_stages : geometric lambda schedule of the sign loss, spread
         evenly over the steps after the warm-up (the paper anneals lambda from 1 to 15).
+    lambda_schedule : ``"anneal"`` (default): that schedule. ``"adaptive"``: lambda chosen phase
+        by phase (one phase between two evaluations) by held-out agreement on the evaluation
+        split, on the linear estimator's grid 1 -> 64 with its one-standard-error rule
+        (:class:`signrm.integrations.adaptive.AdaptiveLambda`; ``lambda_start/stop/stages`` are
+        then unused). Needs an ``eval_dataset`` held out from training and
+        ``eval_strategy="steps"``.
     sign_warmup_ratio : share of the training steps trained with the standard loss (BT /
         sigmoid DPO) before the sign loss.
     margin_scale_momentum : weight of the NEW batch in the running standard deviation of the
@@ -55,6 +67,9 @@ class SignOptions:
     lambda_start: float = field(default=1.0, metadata={"help": "first lambda of the sign loss"})
     lambda_stop: float = field(default=15.0, metadata={"help": "last lambda of the sign loss"})
     lambda_stages: int = field(default=5, metadata={"help": "number of lambda stages"})
+    lambda_schedule: str = field(
+        default="anneal", metadata={"help": "anneal | adaptive (held-out choice per phase)"}
+    )
     sign_warmup_ratio: float = field(
         default=0.1, metadata={"help": "share of steps on the standard loss before the sign loss"}
     )
@@ -80,6 +95,10 @@ def check_sign_options(cfg) -> None:
     if cfg.max_logged_annotators < 0:
         raise ValueError(f"max_logged_annotators must be >= 0, got {cfg.max_logged_annotators}")
     lambda_schedule(cfg.lambda_start, cfg.lambda_stop, cfg.lambda_stages)  # validates
+    if cfg.lambda_schedule not in LAMBDA_SCHEDULES:
+        raise ValueError(
+            f"lambda_schedule must be one of {LAMBDA_SCHEDULES}, got {cfg.lambda_schedule!r}"
+        )
 
 
 def carry_extras(examples: list[dict[str, Any]], out: dict[str, Any]) -> dict[str, Any]:
@@ -132,9 +151,31 @@ class SignTrainerMixin:
 
     def _read_options(self, args, defaults) -> None:
         self._opt = {k: getattr(args, k, getattr(defaults, k)) for k in SIGN_OPTIONS}
-        self.lambdas = lambda_schedule(
-            self._opt["lambda_start"], self._opt["lambda_stop"], self._opt["lambda_stages"]
-        )
+        #: the phase-by-phase lambda choice (``lambda_schedule="adaptive"``), else None
+        self.adaptive_lambda: AdaptiveLambda | None = None
+        if self._opt["lambda_schedule"] == "adaptive":
+            grid, patience, slack = default_grid()
+            self.adaptive_lambda = AdaptiveLambda(grid, patience=patience, slack=slack)
+            self.lambdas = grid
+        else:
+            self.lambdas = lambda_schedule(
+                self._opt["lambda_start"], self._opt["lambda_stop"], self._opt["lambda_stages"]
+            )
+
+    def _check_adaptive(self, args, eval_dataset) -> None:
+        """``lambda_schedule="adaptive"`` needs one evaluation split and periodic evaluation."""
+        if self.adaptive_lambda is None:
+            return
+        if eval_dataset is None or isinstance(eval_dataset, dict):
+            raise ValueError(
+                "lambda_schedule='adaptive' needs one eval_dataset (held out from training, not "
+                "a dict): lambda is chosen by agreement on it"
+            )
+        if str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "steps":
+            raise ValueError(
+                "lambda_schedule='adaptive' needs eval_strategy='steps' (each evaluation ends "
+                f"a lambda phase), got eval_strategy={args.eval_strategy!r}"
+            )
 
     # -- data --------------------------------------------------------------------------------
     def _prepare_annotators(self, train_dataset, eval_dataset):
@@ -181,10 +222,15 @@ class SignTrainerMixin:
         self.last_annotator_accuracy: dict[str, float] = {}
         #: comparisons per annotator behind ``last_annotator_accuracy`` (all processes)
         self.last_annotator_counts: dict[str, int] = {}
+        #: (margin, weight) rows of the current evaluation (adaptive lambda), (batch, 2) each
+        self._eval_margins: list[torch.Tensor] = []
 
     # -- loss --------------------------------------------------------------------------------
     def current_lambda(self) -> float | None:
-        """Lambda of the sign loss at the current step, or None during the warm-up."""
+        """Lambda of the sign loss at the current step, or None during the warm-up (and, with
+        the adaptive schedule, whenever the BT loss is chosen)."""
+        if self.adaptive_lambda is not None:
+            return self.adaptive_lambda.current
         return step_lambda(
             self.state.global_step,
             self.state.max_steps,
@@ -202,6 +248,33 @@ class SignTrainerMixin:
         else:
             value = RunningScale(1.0, group=self.margin_scale.group).update(margins)
         return torch.tensor(max(value, 1e-6), dtype=margins.dtype, device=margins.device)
+
+    def _keep_eval_margins(self, margins: torch.Tensor, weight: torch.Tensor | None) -> None:
+        """Gather (over processes) the margins (batch,) of an evaluation batch for the adaptive
+        lambda (chosen responses preferred: agreement = sign(m))."""
+        if self.adaptive_lambda is None or self.model.training:
+            return
+        w = torch.ones_like(margins) if weight is None else weight.to(margins.dtype)
+        pair = torch.stack([margins.detach(), w.detach()], dim=1)
+        self._eval_margins.append(self.accelerator.gather_for_metrics(pair).double().cpu())
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """The Trainer's evaluation; with the adaptive schedule, an evaluation of the trainer's
+        own split during training (after the warm-up) ends a phase and sets the next lambda."""
+        self._eval_margins = []
+        metrics = super().evaluate(
+            eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
+        )
+        step, max_steps = self.state.global_step, self.state.max_steps
+        if self.adaptive_lambda is None or eval_dataset is not None or not self._eval_margins:
+            return metrics
+        progress = step / max(1, int(max_steps or 1))
+        if 0 < step < max_steps and progress >= self._opt["sign_warmup_ratio"]:
+            pairs = torch.cat(self._eval_margins).numpy()
+            lam = self.adaptive_lambda.observe(np.sign(pairs[:, 0]), pairs[:, 1])
+            metrics[f"{metric_key_prefix}_next_lambda"] = 0.0 if lam is None else lam
+            metrics[f"{metric_key_prefix}_sign_agreement"] = self.adaptive_lambda.scores[-1]
+        return metrics
 
     def _count_annotators(self, mode: str, annotators, correct: torch.Tensor) -> None:
         if annotators is None:
@@ -266,6 +339,8 @@ class SignTrainerMixin:
         info = {
             **info,
             "lambdas": [float(v) for v in self.lambdas],
+            "lambda_schedule": self._opt["lambda_schedule"],
+            "adaptive_lambda": self.adaptive_lambda.record() if self.adaptive_lambda else None,
             "sign_warmup_ratio": self._opt["sign_warmup_ratio"],
             "margin_scale_momentum": self._opt["margin_scale_momentum"],
             "margin_scale": self.margin_scale.value,

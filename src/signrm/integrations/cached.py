@@ -98,18 +98,23 @@ class _TopLayers(nn.Module):
 
         rows = input_ids[:, 0]
         m = self.mask[rows]
-        width = int(m.sum(1).max())
-        h, m = self.hidden[rows][:, :width], m[:, :width]
-        pos = torch.arange(width, device=h.device)[None].expand(h.shape[0], -1)
-        causal = create_causal_mask(
-            config=self.config, inputs_embeds=h, attention_mask=m, cache=None, position_ids=pos
-        )
-        pe = self.rotary_emb(h, position_ids=pos)
-        for layer in self.layers:
-            h = layer(h, attention_mask=causal, position_embeddings=pe, position_ids=pos)
-        h = self.norm(h)
         last = m.sum(1) - 1  # the last real token, as LlamaForSequenceClassification pools
-        return SequenceClassifierOutputWithPast(logits=self.score(h[torch.arange(len(h)), last]))
+        if len(self.layers):
+            width = int(m.sum(1).max())
+            h, m = self.hidden[rows][:, :width], m[:, :width]
+            pos = torch.arange(width, device=h.device)[None].expand(h.shape[0], -1)
+            causal = create_causal_mask(
+                config=self.config, inputs_embeds=h, attention_mask=m, cache=None,
+                position_ids=pos,
+            )  # fmt: skip
+            pe = self.rotary_emb(h, position_ids=pos)
+            for layer in self.layers:
+                h = layer(h, attention_mask=causal, position_embeddings=pe, position_ids=pos)
+            pooled = h[torch.arange(len(h)), last]
+        else:  # no layer on top: only the last token's cached state is needed
+            pooled = self.hidden[rows, last]
+        # the final norm acts on each token alone, so pooling before it changes nothing
+        return SequenceClassifierOutputWithPast(logits=self.score(self.norm(pooled)))
 
 
 def cached_top_model(seq_model, hidden: torch.Tensor, mask: torch.Tensor, n_lower: int):

@@ -8,7 +8,8 @@ is ``m = r(x, chosen) - r(x, rejected)``. :class:`SignDPOTrainer` trains on
   sign estimator's smoothed 0-1 loss ``-tanh(lambda m / (2 s))`` (:func:`signrm.losses.sign_loss`)
   with ``s`` the running standard deviation of the margins
   (:class:`signrm.engine.scale.RunningScale`, global batch under DDP) and lambda annealed
-  stage-wise over the remaining steps: the construction of
+  stage-wise over the remaining steps (or chosen by held-out agreement with
+  ``lambda_schedule="adaptive"``): the construction of
   :class:`signrm.integrations.trl.SignRewardTrainer`.
 - ``margin_loss="sigmoid"``: the standard DPO loss at every step (TRL's ``loss_type="sigmoid"``),
   with the same per-annotator logging, as the baseline.
@@ -116,6 +117,7 @@ class SignDPOTrainer(SignTrainerMixin, DPOTrainer):
             raise TypeError(f"args must be a SignDPOConfig, got {type(args).__name__}")
         self.margin_loss = args.margin_loss
         self._read_options(args, SignDPOConfig)
+        self._check_adaptive(args, kw.get("eval_dataset"))
         kw["train_dataset"], kw["eval_dataset"] = self._prepare_annotators(
             kw.get("train_dataset"), kw.get("eval_dataset")
         )
@@ -195,6 +197,7 @@ class SignDPOTrainer(SignTrainerMixin, DPOTrainer):
             if self.margin_loss == "sign":
                 metrics["lambda"].append(0.0 if lam is None else lam)
             self._count_annotators(mode, annotators, correct)
+            self._keep_eval_margins(margins, weight)
         if return_outputs:  # as TRL: the fused head builds no logits, so run a plain forward
             with torch.no_grad():
                 kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}

@@ -9,7 +9,9 @@
   *normalised* margins ``m / s`` (``s`` = :class:`signrm.engine.scale.RunningScale`, the running
   standard deviation of the margins over global batches, detached), with
   lambda annealed stage-wise over the training steps from ``lambda_start`` to ``lambda_stop``
-  (:func:`signrm.losses.lambda_schedule`). The first ``sign_warmup_ratio`` of the steps use the BT
+  (:func:`signrm.losses.lambda_schedule`), or, with ``lambda_schedule="adaptive"``, chosen phase by
+  phase by held-out agreement on the evaluation split
+  (:class:`signrm.integrations.adaptive.AdaptiveLambda`). The first ``sign_warmup_ratio`` of the steps use the BT
   loss: the sign estimator is warm-started from the BT solution, as in the paper.
 - ``"clf"``: the classification reward model (seed 003): each response is a labelled example,
   chosen = 1, rejected = 0 (:func:`signrm.losses.clf_loss`).
@@ -114,6 +116,7 @@ class SignRewardTrainer(SignTrainerMixin, RewardTrainer):
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         self._read_options(args, SignRewardConfig)
+        self._check_adaptive(args, eval_dataset)
         train_dataset, eval_dataset = self._prepare_annotators(train_dataset, eval_dataset)
         super().__init__(
             model,
@@ -186,6 +189,7 @@ class SignRewardTrainer(SignTrainerMixin, RewardTrainer):
             if self.loss_type == "sign":
                 metrics["lambda"].append(0.0 if lam is None else lam)
             self._count_annotators(mode, annotators, correct)
+            self._keep_eval_margins(margins, weight)
         return (loss, outputs) if return_outputs else loss
 
     # -- logging -----------------------------------------------------------------------------
