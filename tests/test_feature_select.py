@@ -227,7 +227,34 @@ def test_cli_selection_errors_are_one_line(capsys, tmp_path, st_dir, prefs):
     line = error_of(tiny, "--encoder", st_dir, "--cache-dir", tmp_path / "c")
     assert "needs >= 10 comparisons, got 6" in line and "--mode concat" in line
     assert "--select-slack must be >= 0" in error_of(prefs, "--select-slack", "-1")
+    assert "--estimator em has no choice of head" in error_of(
+        prefs, "--estimator", "em", "--head", "auto", "--encoder", st_dir
+    )
+    assert "--head auto runs on one process" in error_of(
+        prefs, "--head", "auto", "--nproc", "2", "--encoder", st_dir
+    )
+    features = tmp_path / "features"
+    features.mkdir()
+    assert "--head auto chooses the head on a text file" in error_of(features, "--head", "auto")
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_head_auto_chooses_and_saves_the_head(capsys, tmp_path, st_dir, prefs):
+    out_dir = tmp_path / "m"
+    code, out, err = run_cli(
+        capsys, "fit", prefs, "--estimator", "bt", "--encoder", st_dir, "--mode", "response",
+        "--head", "auto", "--out", out_dir, "--cache-dir", tmp_path / "cache", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = [ln for ln in out.splitlines() if " ± " in ln]
+    assert len(rows) == 2 and "head=linear" in rows[0] and "head=mlp" in rows[1]
+    (chosen,) = [r for r in rows if r.endswith("<- chosen")]
+    head = "mlp" if "head=mlp" in chosen else "linear"
+    enc = json.loads((out_dir / "encoder.json").read_text())
+    assert enc["fit"]["head"] == head and f"(head {head})" in out
+    from signrm.text_model import TextRewardModel
+
+    assert TextRewardModel.load(out_dir, cache_dir=False).estimator.head == head
 
 
 # -------------------------------------------------- real texts (packaged MiniLM + chatterbot)

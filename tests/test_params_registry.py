@@ -160,8 +160,10 @@ def test_every_cli_option_has_help_and_head_has_choices():
     assert not missing, missing
     heads = [(p, a) for p, a in options if "--head" in a.option_strings]
     assert {p[-1] for p, _ in heads} >= {"fit", "train"}
-    for _, a in heads:
-        assert tuple(a.choices) == ("linear", "mlp")
+    for p, a in heads:  # fit can also choose the head by cross-validation
+        assert tuple(a.choices) == (
+            ("linear", "mlp", "auto") if p[-1] == "fit" else ("linear", "mlp")
+        )
     # --batch-size is a training batch (comparisons per step); embedding batches have their own flag
     batch = {p[-1] for p, a in options if "--batch-size" in a.option_strings}
     assert batch == {"train"}

@@ -216,8 +216,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--head",
         default="linear",
-        choices=HEADS,
-        help="reward head of sign, bt, thurstone: linear (exact L-BFGS) or mlp (Adam)",
+        choices=(*HEADS, "auto"),
+        help="reward head of sign, bt, thurstone: linear (exact L-BFGS) or mlp (Adam); auto: "
+        "choose between them with the features, by the same cross-validation (text files, one "
+        "process; adds an MLP fit per fold and feature candidate)",
     )
     p.add_argument(
         "--n-classes", type=positive_int, default=3, help="latent classes for --estimator em"
@@ -348,6 +350,17 @@ def training_rows(texts, args: argparse.Namespace) -> np.ndarray:
     return np.asarray(train.differences[:, 0], dtype=np.int64)
 
 
+def candidate_estimators(args: argparse.Namespace) -> list:
+    """The estimator of ``--estimator``/``--head``; with ``--head auto`` one per head."""
+    if args.head != "auto":
+        return [make_estimator(args.estimator, args.head, args.seed, args.n_classes)]
+    if not estimator_spec(args.estimator).heads:
+        raise UserError(f"--head auto: --estimator {args.estimator} has no choice of head")
+    if args.nproc > 1:
+        raise UserError("--head auto runs on one process; pass --head linear or mlp with --nproc")
+    return [make_estimator(args.estimator, h, args.seed, args.n_classes) for h in HEADS]
+
+
 def choose_features(texts, candidates: list, estimator, args: argparse.Namespace):
     """:func:`signrm.feature_select.select_features` on the training split only (so that the
     held-out figure printed later is not used to choose). Candidates are scored with the
@@ -357,7 +370,7 @@ def choose_features(texts, candidates: list, estimator, args: argparse.Namespace
 
     train = texts.subset(training_rows(texts, args))
     if args.estimator == "em":
-        estimator = make_estimator("bt", "linear", args.seed, args.n_classes)
+        estimator = [make_estimator("bt", "linear", args.seed, args.n_classes)]
     with warnings_as_lines():
         return select_features(
             train,
@@ -392,8 +405,13 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.prefs).is_dir():
         if args.format is not None:
             raise UserError(f"--format applies to a preference file; {args.prefs} is a directory")
+        if args.head == "auto":
+            raise UserError(
+                f"--head auto chooses the head on a text file; {args.prefs} is a feature "
+                "directory: pass --head linear or mlp"
+            )
         return run_streaming(args, out)
-    estimator = make_estimator(args.estimator, args.head, args.seed, args.n_classes)
+    estimators = candidate_estimators(args)
 
     with warnings_as_lines():
         texts = read_text(
@@ -414,11 +432,14 @@ def run(args: argparse.Namespace) -> int:
 
     candidates = build_candidates(args)
     selection = None
-    if len(candidates) > 1:
-        selection = choose_features(texts, candidates, estimator, args)
+    if len(candidates) > 1 or len(estimators) > 1:
+        selection = choose_features(texts, candidates, estimators, args)
         encoder = selection.encoder
+        # the chosen head; a single estimator stays itself (em is scored by a BT stand-in)
+        estimator = selection.estimator if len(estimators) > 1 else estimators[0]
     else:
-        encoder = candidates[0]
+        encoder, estimator = candidates[0], estimators[0]
+    head = getattr(estimator, "head", args.head)
     t0 = time.perf_counter()
     with warnings_as_lines():
         data = texts.to_preference_data(
@@ -442,7 +463,7 @@ def run(args: argparse.Namespace) -> int:
     train_oc = order_consistency(estimator, train)
     summary = {
         "estimator": args.estimator,
-        "head": args.head,
+        "head": head,
         "n_train": len(train),
         "n_test": 0 if test is None else len(test),
         "split": args.split,
@@ -456,7 +477,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"features           chosen by {first}")
         for row in rows:
             print(f"  {row}")
-    print(f"estimator          {args.estimator} (head {args.head})")
+    print(f"estimator          {args.estimator} (head {head})")
     print(f"train comparisons  {len(train)}   order consistency {_show(train_oc)}")
     if test is not None:
         test_oc = order_consistency(estimator, test)
