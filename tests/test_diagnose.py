@@ -140,3 +140,11 @@ def test_the_interval_plot_takes_an_interval_that_excludes_its_estimate(tmp_path
     report = SimpleNamespace(inference=inference, users=None, bic=None)
     plots = write_plots(report, tmp_path)
     assert (tmp_path / plots["BT vs sign"]).stat().st_size > 0
+
+
+def test_a_negative_k_max_is_an_error_not_a_skip():
+    from tests._sim import symmetric_heterogeneity
+
+    data, _ = symmetric_heterogeneity(0, n=500, d=3)
+    with pytest.raises(ValueError, match="k_max must be an integer >= 0"):
+        diagnose(data, k_max=-1)

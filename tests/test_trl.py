@@ -407,3 +407,30 @@ def test_adaptive_lambda_end_to_end_picks_a_grid_lambda(tmp_path):
                           eval_dataset=dataset(8), processing_class=tokenizer())  # fmt: skip
     with pytest.raises(ValueError, match="lambda_schedule"):
         config(tmp_path, "sign", lambda_schedule="cosine")
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ([1.0, -0.5], r"weights must be finite and >= 0; row\(s\) 1 are not"),
+        ([float("nan"), 1.0], r"row\(s\) 0 are not"),
+        ([0.0, 0.0], "every weight is 0"),
+    ],
+)
+def test_bad_weights_and_missing_annotators_are_refused_up_front(tmp_path, weights, message):
+    from datasets import Dataset
+
+    rows = dataset(len(weights)).to_dict()
+    rows["weight"] = weights
+    with pytest.raises(ValueError, match=message):
+        SignRewardTrainer(
+            model=reward_model(), args=config(tmp_path, "sign"),
+            train_dataset=Dataset.from_dict(rows), processing_class=tokenizer(),
+        )  # fmt: skip
+    rows["weight"] = [1.0] * len(weights)
+    rows["annotator_id"] = [None] + rows["annotator_id"][1:]
+    with pytest.raises(ValueError, match=r"no annotator id in row\(s\) 0"):
+        SignRewardTrainer(
+            model=reward_model(), args=config(tmp_path, "sign"),
+            train_dataset=Dataset.from_dict(rows), processing_class=tokenizer(),
+        )  # fmt: skip

@@ -7,7 +7,7 @@ The report gathers, for comparisons with (optional) annotator ids:
    Bradley-Terry fit on the *other* annotators (leave-one-annotator-out when there are at most
    ``loao_folds`` annotators, otherwise ``loao_folds`` folds of whole annotators);
 3. decisiveness across annotators: annotator u answers like ``sigmoid(c_u m_i)`` with ``m_i`` the
-   pooled BT margin, ``c_u`` fitted per annotator (MAP under a weak N(1, 10^2) prior, so it stays
+   pooled BT margin, ``c_u`` fitted per annotator (MAP under a weak N(1, 3^2) prior, so it stays
    finite for annotators who never disagree) and shrunk by empirical Bayes toward a normal prior
    ``N(mu, tau^2)`` fitted to all ``c_u`` (method of moments with the per-annotator standard
    errors); ``tau / mu`` is how much decisiveness varies;
@@ -295,6 +295,8 @@ def diagnose(
     """
     from signrm.estimators import BradleyTerry
 
+    if int(k_max) != k_max or k_max < 0:
+        raise ValueError(f"k_max must be an integer >= 0 (0 skips the latent classes), got {k_max}")
     show = sys.stderr.isatty() if show_progress is None else bool(show_progress)
     estimator = sharp_sign_estimator() if estimator is None else estimator
     reference = BradleyTerry() if reference is None else reference

@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.level < 1.0:
         raise UserError(f"--level must be in (0, 1), got {args.level}")
+    if args.k_max < 0:
+        raise UserError(f"--k-max must be >= 0 (0 skips the latent classes), got {args.k_max}")
     show_progress = False if args.no_progress else None  # None: bars when stderr is a tty
     data = load_prefs(args.prefs, args.encoder, show_progress=show_progress)
     n_users = "no" if data.user is None else len(set(data.user.tolist()))

@@ -5,6 +5,10 @@ Needs the Debian package ``r-cran-psychotools`` (the ``.rda`` files) and the pur
 all pairs ``i:j`` of K objects: 1 = the first object ``i`` preferred, -1 = ``j`` preferred,
 0 = tie (-> ``y = 0.5``), NA = not asked (skipped). Features are one-hot object ids (d = K), so
 a linear reward is a worth per object.
+
+Loaded: ``SoundQuality`` and ``GermanParties2009``. ``Topmodel2007`` (named in the issue) is in
+the psycho-family package ``psychotree``, not in the Debian ``r-cran-psychotools`` data folder
+(checked: ``/usr/lib/R/site-library/psychotools/data`` holds no such file), so it has no loader.
 """
 
 from __future__ import annotations

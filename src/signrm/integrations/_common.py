@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from signrm.engine.scale import RunningScale
+from signrm.errors import UserError
 from signrm.integrations.adaptive import AdaptiveLambda, default_grid
 from signrm.losses import lambda_schedule
 
@@ -113,6 +114,28 @@ def carry_extras(examples: list[dict[str, Any]], out: dict[str, Any]) -> dict[st
     return out
 
 
+def _rows(idx: list[int], show: int = 5) -> str:
+    """``3, 8, 9 (and 4 more)`` from 0-based row indices."""
+    head = ", ".join(str(i) for i in idx[:show])
+    return head + (f" (and {len(idx) - show} more)" if len(idx) > show else "")
+
+
+def check_weights(values, column: str = "weight") -> None:
+    """Per-comparison weights must be finite numbers >= 0, not all zero (else a clear error)."""
+    try:
+        w = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"column {column!r}: weights must be numbers ({exc})") from None
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0)).tolist()
+    if bad:
+        raise UserError(
+            f"column {column!r}: weights must be finite and >= 0; row(s) {_rows(bad)} are not "
+            f"(first: {w[bad[0]]!r})"
+        )
+    if w.size and not np.any(w > 0):
+        raise UserError(f"column {column!r}: every weight is 0, nothing to train on")
+
+
 def _column_names(dataset) -> list[str]:
     names = getattr(dataset, "column_names", None)
     return list(names or [])
@@ -205,7 +228,15 @@ class SignTrainerMixin:
     def _add_columns(self, dataset):
         col, wcol = self._opt["annotator_column"], self._opt["weight_column"]
         cols = _column_names(dataset)
+        if wcol in cols:
+            check_weights(dataset[wcol], wcol)
         if col in cols:
+            missing = [i for i, v in enumerate(dataset[col]) if v is None]
+            if missing:
+                raise UserError(
+                    f"column {col!r}: no annotator id in row(s) {_rows(missing)}; give every "
+                    "comparison an id, or drop the column"
+                )
             where = {name: i for i, name in enumerate(self.annotator_names)}
             dataset = dataset.map(lambda ex: {ANNOTATOR_INDEX: where[str(ex[col])]})
         if wcol in cols and wcol != "weight":
