@@ -383,3 +383,21 @@ if __name__ == "__main__":
     import sys
 
     benchmark(*(int(a) if a.isdigit() else a for a in sys.argv[1:]))
+
+
+def test_diagnose_chooses_the_mode_of_a_text_file(capsys, tmp_path, st_dir, prefs, monkeypatch):
+    monkeypatch.setenv("SIGNRM_CACHE", str(tmp_path / "cache"))
+    code, out, err = run_cli(
+        capsys, "diagnose", prefs, "--encoder", st_dir, "--subsamples", "10", "--k-max", "1",
+        "--no-progress", "--out", tmp_path / "d",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "features chosen by 5-fold cross-validation" in err
+    assert sum(ln.strip().endswith("<- chosen") for ln in err.splitlines()) == 1
+    assert (tmp_path / "d" / "report.md").exists()
+    code, out, err = run_cli(
+        capsys, "diagnose", prefs, "--encoder", st_dir, "--mode", "response", "--subsamples",
+        "10", "--k-max", "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "features chosen" not in err

@@ -36,12 +36,26 @@ def register(subparsers) -> None:
         "--seed", type=int, default=0, help="random_state of the subsamples and estimators"
     )
     p.add_argument("--encoder", default="minilm", help="text files: encoder (as in signrm fit)")
+    p.add_argument(
+        "--mode",
+        default="auto",
+        choices=("auto", "concat", "response", "separate", "average"),
+        help="text files, sentence encoders: how prompt and response are embedded (auto: chosen "
+        "by cross-validated Bradley-Terry order consistency, as signrm fit does)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
-def load_prefs(spec: str, encoder: str = "minilm", show_progress: bool | None = None):
-    """PreferenceData from ``dataset:NAME``, a feature file, or a text preference file."""
+def load_prefs(
+    spec: str,
+    encoder: str = "minilm",
+    show_progress: bool | None = None,
+    mode: str = "auto",
+    seed: int = 0,
+):
+    """PreferenceData from ``dataset:NAME``, a feature file, or a text preference file (a
+    sentence encoder's ``mode`` chosen from the data when ``"auto"``)."""
     from signrm.data import PreferenceData
     from signrm.data.text_reader import read_text
 
@@ -61,7 +75,31 @@ def load_prefs(spec: str, encoder: str = "minilm", show_progress: bool | None = 
             raise feature_error from None
     from signrm.embed import make_encoder
 
-    return texts.to_preference_data(make_encoder(encoder), show_progress=show_progress)
+    enc = make_encoder(encoder)
+    if enc.kind == "sentence" and mode != "auto":
+        enc = make_encoder(encoder, mode=mode)
+    elif enc.kind == "sentence":
+        enc = _chosen_mode(texts, enc, seed, show_progress)
+    elif mode != "auto":
+        raise UserError(f"--mode applies to sentence encoders; --encoder {encoder} is a causal LM")
+    return texts.to_preference_data(enc, show_progress=show_progress)
+
+
+def _chosen_mode(texts, encoder, seed: int, show_progress: bool | None):
+    """The mode of ``encoder`` whose features BT orders held-out comparisons best."""
+    from signrm.cli.common import say
+    from signrm.estimators import BradleyTerry
+    from signrm.feature_select import mode_candidates, select_features
+
+    selection = select_features(
+        texts, mode_candidates(encoder), BradleyTerry(), random_state=seed,
+        show_progress=show_progress,
+    )  # fmt: skip
+    first, *rows = selection.lines()
+    say(f"features chosen by {first}")
+    for row in rows:
+        say(f"  {row}")
+    return selection.encoder
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     if args.k_max < 0:
         raise UserError(f"--k-max must be >= 0 (0 skips the latent classes), got {args.k_max}")
     show_progress = False if args.no_progress else None  # None: bars when stderr is a tty
-    data = load_prefs(args.prefs, args.encoder, show_progress=show_progress)
+    data = load_prefs(
+        args.prefs, args.encoder, show_progress=show_progress, mode=args.mode, seed=args.seed
+    )
     n_users = "no" if data.user is None else len(set(data.user.tolist()))
     say(f"read {len(data)} comparisons, {data.n_features} features, {n_users} annotator ids")
     t0 = time.perf_counter()
