@@ -80,7 +80,7 @@ def test_blend_agreements_and_their_paired_errors():
     u0 = np.eye(4)[0]
     stages = np.column_stack([theta_bar / np.linalg.norm(theta_bar), np.eye(4)[1]])
     blends = np.array([0, 0.5, 1.0])
-    scores, sum_w2 = blend_agreements(passes, totals, u0, stages, blends)
+    scores, _, sum_w2 = blend_agreements(passes, totals, u0, stages, blends)
     assert scores.shape == (2, 3) and sum_w2 == pytest.approx(1 / 4000)
     D, s = data.differences, data.signs
     hits = {}
@@ -90,7 +90,7 @@ def test_blend_agreements_and_their_paired_errors():
             hits[j, b] = s * np.sign(D @ dirs[:, b])
             assert scores[j, b] == pytest.approx(np.mean(hits[j, b]))
     best = (0, 2)
-    _, se = blend_agreements(passes, totals, u0, stages, blends, best=best)
+    _, se, _ = blend_agreements(passes, totals, u0, stages, blends, best=best)
     assert se[best] == 0.0
     for jb in [(0, 0), (1, 1), (1, 2)]:
         diff = hits[best] - hits[jb]

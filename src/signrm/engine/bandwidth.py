@@ -146,7 +146,7 @@ def select_bandwidth(
                 label=f"fold {i + 1} stage {j + 1}/{len(lambdas)} (lambda {lam:.3g})",
             )  # fmt: skip
             paths[i].append(stage)
-            sc, sum_w2[i] = blend_agreements(val, t_val, u_bt, stage.theta[:, None], blends)
+            sc, _, sum_w2[i] = blend_agreements(val, t_val, u_bt, stage.theta[:, None], blends)
             score += share[i] * sc[0]
         rows.append(score)
         top = float(score.max())
@@ -173,6 +173,33 @@ def select_bandwidth(
     )
 
 
+def paired_sums(hits: np.ndarray, wn: np.ndarray, best: int | None = None) -> np.ndarray:
+    """Row sums behind :func:`paired_errors`, additive over blocks of rows and processes.
+
+    ``hits`` (n, C) in {-1, 0, 1}, ``wn`` (n,) normalised weights, ``best`` a column or None.
+    Returns (3 C + 1,): ``sum wn h_c``, ``sum wn g_c``, ``sum wn^2 g_c^2`` with
+    ``g_c = h_best - h_c`` (zeros when ``best`` is None), and ``sum wn^2``.
+    """
+    C = hits.shape[1]
+    out = np.zeros(3 * C + 1)
+    out[:C] = wn @ hits
+    if best is not None:
+        gap = hits[:, best : best + 1] - hits
+        out[C : 2 * C] = wn @ gap
+        out[2 * C : 3 * C] = (wn * wn) @ (gap * gap)
+    out[-1] = float(wn @ wn)
+    return out
+
+
+def paired_errors(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(scores (C,), se (C,), sum wn^2)`` from :func:`paired_sums`: each candidate's score and
+    the paired standard error of the best's score minus its own,
+    ``sqrt(sum wn^2 (h_best - h_c)^2 - gap^2 sum wn^2)``."""
+    C = (sums.size - 1) // 3
+    gap, gap_sq, w2 = sums[C : 2 * C], sums[2 * C : 3 * C], float(sums[-1])
+    return sums[:C], np.sqrt(np.maximum(gap_sq - gap**2 * w2, 0.0)), w2
+
+
 def blend_agreements(
     passes: Passes,
     totals: WeightTotals,
@@ -182,20 +209,18 @@ def blend_agreements(
     *,
     best: tuple[int, int] | None = None,
     label: str = "agreement",
-) -> tuple[np.ndarray, np.ndarray | float]:
+) -> tuple[np.ndarray, np.ndarray | None, float]:
     """Exact agreements ``sum wn s sign(D u)`` of the candidates ``u = (1 - a) u_bt + a u_j``.
 
     ``u_bt`` (d,), ``stages`` (d, J) unit vectors, ``blends`` (B,). The margins of a blend are
     the blend of the two margins, so a pass costs ``1 + J`` matrix-vector products, not ``J B``.
-    Returns ``scores`` (J, B) and the fold's ``sum wn^2``; with ``best = (j, b)``, instead of that
-    sum, the paired standard errors (J, B) of ``best``'s score minus each candidate's,
-    ``sqrt(sum wn^2 (h_best - h_c)^2 - gap^2 sum wn^2)``.
+    Returns ``scores`` (J, B), with ``best = (j, b)`` the paired standard errors (J, B) of
+    ``best``'s score minus each candidate's (else None), and the fold's ``sum wn^2``.
     """
     J, B = stages.shape[1], blends.size
     dirs = np.column_stack([u_bt, stages])
     col = None if best is None else best[0] * B + best[1]
     acc = np.zeros(3 * J * B + 1)
-    hit_sum, gap_sum, gap_sq = acc[: J * B], acc[J * B : 2 * J * B], acc[2 * J * B : -1]
     for blk in passes.blocks(label):
         wn = blk.w / totals.wsum
         for r in range(0, len(wn), 65_536):  # rows x candidates temporaries stay small
@@ -203,20 +228,9 @@ def blend_agreements(
             M = np.asarray(blk.D[rows] @ dirs.astype(blk.D.dtype), dtype=np.float64)
             m = M[:, :1, None] * (1.0 - blends) + M[:, 1:, None] * blends  # (rows, J, B)
             hit = (blk.s[rows, None, None] * np.sign(m)).reshape(m.shape[0], J * B)
-            w = wn[rows]
-            hit_sum += w @ hit
-            if col is not None:
-                gap = hit[:, col : col + 1] - hit
-                gap_sum += w @ gap
-                gap_sq += (w * w) @ (gap * gap)
-            acc[-1] += float(w @ w)
-    acc = passes.allreduce(acc)
-    hit_sum, gap_sum, gap_sq = acc[: J * B], acc[J * B : 2 * J * B], acc[2 * J * B : -1]
-    scores = hit_sum.reshape(J, B)
-    if col is None:
-        return scores, float(acc[-1])
-    se = np.sqrt(np.maximum(gap_sq - gap_sum**2 * acc[-1], 0.0))
-    return scores, se.reshape(J, B)
+            acc += paired_sums(hit, wn[rows], col)
+    scores, se, sum_w2 = paired_errors(passes.allreduce(acc))
+    return scores.reshape(J, B), None if col is None else se.reshape(J, B), sum_w2
 
 
 def _gap_standard_errors(folds, paths, share, sum_w2, scores, blends, slack) -> np.ndarray:
@@ -234,12 +248,12 @@ def _gap_standard_errors(folds, paths, share, sum_w2, scores, blends, slack) -> 
     out = np.full(scores.shape, np.nan)
     out[best] = 0.0
     stages = sorted({int(best[0])} | set(np.flatnonzero(possible.any(axis=1)).tolist()))
-    if len(stages) == 1 and not possible.any():
+    if not possible.any():
         return out
     var = np.zeros((len(stages), blends.size))
     for i, (_, _, val, t_val, u_bt) in enumerate(folds):
         U = np.column_stack([paths[i][j].theta for j in stages])
-        _, se = blend_agreements(
+        _, se, _ = blend_agreements(
             val, t_val, u_bt, U, blends, best=(stages.index(int(best[0])), int(best[1])),
             label="held-out standard errors",
         )  # fmt: skip

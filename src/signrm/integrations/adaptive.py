@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from signrm.engine.bandwidth import one_standard_error_choice
+from signrm.engine.bandwidth import one_standard_error_choice, paired_errors, paired_sums
 
 __all__ = ["AdaptiveLambda", "default_grid", "paired_scores"]
 
@@ -46,11 +46,8 @@ def paired_scores(hits: np.ndarray, weight: np.ndarray | None = None):
     hits = np.asarray(hits, dtype=np.float64)
     w = np.ones(hits.shape[0]) if weight is None else np.asarray(weight, dtype=np.float64)
     wn = w / w.sum()
-    scores = wn @ hits
-    gap = hits[:, [int(np.argmax(scores))]] - hits
-    mean_gap = wn @ gap
-    se2 = (wn * wn) @ (gap * gap) - mean_gap**2 * float(wn @ wn)
-    return scores, np.sqrt(np.maximum(se2, 0.0))
+    scores, se, _ = paired_errors(paired_sums(hits, wn, int(np.argmax(wn @ hits))))
+    return scores, se
 
 
 @dataclass
