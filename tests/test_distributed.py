@@ -139,6 +139,26 @@ def test_two_processes_match_one(tmp_path):
         assert two.score(test) > 0.6, name
 
 
+def test_panel_step_two_processes_match_one(tmp_path):
+    """The default's panel step (latent classes from user ids) gives the same fit on 2 processes:
+    every rank reads the whole panel and runs the same EM."""
+    from signrm.simulate import make_battery_population, simulate_comparisons
+
+    pop = make_battery_population("decisive_minority", 1.0, 4, random_state=0)
+    X = np.random.default_rng(0).standard_normal((4000, 4)) / np.sqrt(2.0)
+    data = simulate_comparisons(pop, X, 3000, choice="bt", random_state=0)
+    data.write(tmp_path / "panel.parquet")
+    (tmp_path / "configs.json").write_text(json.dumps({"sign": ("SignEstimator", {})}))
+    (tmp_path / "run.py").write_text(SCRIPT)
+    _torchrun(2, [str(tmp_path / "run.py"), str(tmp_path / "panel.parquet"),
+                  str(tmp_path / "configs.json"), str(tmp_path)])  # fmt: skip
+    one = signrm.SignEstimator().fit(signrm.PreferenceData.read(tmp_path / "panel.parquet"))
+    two = signrm.load(tmp_path / "sign")
+    assert one.panel_status_.startswith("ran") and two.panel_status_ == one.panel_status_
+    assert two.panel_weight_ == pytest.approx(one.panel_weight_, abs=1e-6)
+    assert _angle(one.coef_, two.coef_) < 1e-3
+
+
 @pytest.mark.slow
 def test_cli_nproc_2(tmp_path):
     """``python -m signrm.train --nproc 2`` re-launches itself under torchrun; signrm.load reads

@@ -188,3 +188,19 @@ def test_small_fits_run_blas_on_one_thread_and_restore_it():
             signrm.PreferenceData.from_differences(np.zeros((50, 4)), np.ones(50))
         )
     assert blas_threads() == before
+
+
+def test_newton_bt_matches_lbfgs_with_weights_ties_and_ridge():
+    from signrm.engine.linear import fit_bt_arrays
+    from signrm.engine.newton import bt_nll, fit_bt_newton
+
+    rng = np.random.default_rng(4)
+    D = rng.standard_normal((3000, 6))
+    y = (rng.random(3000) < 1.0 / (1.0 + np.exp(-D @ np.linspace(-1, 2, 6)))).astype(float)
+    y[:50] = 0.5  # ties: half a win each way
+    w = rng.exponential(1.0, 3000)
+    ref, _ = fit_bt_arrays(D, y, w, l2=1e-3, max_iter=2000, tol=1e-10)
+    newton = fit_bt_newton(D, y, w, l2=1e-3, theta0=np.zeros(6), max_iter=50, tol=1e-10)
+    assert np.allclose(newton, ref, atol=1e-5)
+    wn = w / w.sum()
+    assert bt_nll(D, y, wn, newton, 1e-3) <= bt_nll(D, y, wn, ref, 1e-3) + 1e-12

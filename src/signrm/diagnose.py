@@ -261,7 +261,9 @@ def _recommend(report: DiagnosisReport) -> tuple[str, str]:
     if k is not None and k > 1:
         reason += (
             f" Latent-class BT prefers K = {k} classes by BIC: there are distinct taste groups "
-            f"(LatentClassBT(n_classes={k}) describes them)."
+            f"(LatentClassBT(n_classes={k}) describes them). With enough comparisons per "
+            "annotator the default SignEstimator() shrinks towards their population mean, "
+            "sum_k pi_k theta_k (its panel step: panel_weight_, panel_status_)."
         )
     if report.users is None:
         reason += " No annotator ids: comparisons were treated as independent."

@@ -61,11 +61,12 @@ def sharp_sign_estimator():
 
     The default of the comparison: it is consistent for the population ordering under symmetric
     heterogeneity. The adaptive default ``SignEstimator()`` can choose the Bradley-Terry solution
-    itself when the data do not contradict it, which makes "BT vs sign" zero by construction.
+    itself when the data do not contradict it, which makes "BT vs sign" zero by construction;
+    its panel step (off here) estimates another target, theta_bar from a latent-class model.
     """
     from signrm.estimators import SignEstimator
 
-    return SignEstimator(lambdas=(1.0, 15.0), n_stages=5, select_stage="last")
+    return SignEstimator(lambdas=(1.0, 15.0), n_stages=5, select_stage="last", panel="off")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from scipy import special
 
 from signrm.data import PreferenceData
 from signrm.engine.linear import fit_bt_arrays
+from signrm.engine.newton import NEWTON_MAX_FEATURES, fit_bt_newton
 from signrm.estimators._params import RANDOM_STATE_CONSTRAINT, non_negative_real, positive_int
 from signrm.estimators.base import PreferenceEstimator
 
@@ -50,9 +51,10 @@ class LatentClassBT(PreferenceEstimator):
     l2 : float
         Ridge penalty of each class's logistic regression (per unit of mean loss).
     m_step_iter : int
-        L-BFGS iterations per class and M-step, warm-started from the previous M-step: a
-        generalised EM step (the likelihood still rises) that avoids solving every weighted
-        regression to convergence while the responsibilities are still moving.
+        Iterations per class and M-step, warm-started from the previous M-step: Newton steps
+        with up to 64 features (:func:`signrm.engine.newton.fit_bt_newton`), L-BFGS iterations
+        above. A generalised EM step (the likelihood still rises) that avoids solving every
+        weighted regression to convergence while the responsibilities are still moving.
     random_state : int or None
         Seeds the EM restarts. Defaults to 0 (not None), as in every signrm estimator, so that
         the default fit is reproducible.
@@ -152,6 +154,7 @@ class LatentClassBT(PreferenceEstimator):
     def _em(self, D, y, w, user_idx, n_users, resp) -> dict:
         K = resp.shape[1]
         d = D.shape[1]
+        D64 = np.asarray(D, dtype=np.float64) if d <= NEWTON_MAX_FEATURES else None
         thetas = np.zeros((K, d))
         ll_old = -np.inf
         converged = False
@@ -165,6 +168,11 @@ class LatentClassBT(PreferenceEstimator):
                 wk = w * resp[user_idx, k]
                 if wk.sum() <= 1e-12:
                     continue
+                if d <= NEWTON_MAX_FEATURES:
+                    thetas[k] = fit_bt_newton(
+                        D64, y, wk, l2=self.l2, theta0=thetas[k], max_iter=int(self.m_step_iter)
+                    )
+                    continue
                 thetas[k], _ = fit_bt_arrays(
                     D,
                     y,
@@ -176,8 +184,10 @@ class LatentClassBT(PreferenceEstimator):
                 )
             # E-step in log space: user log-likelihoods summed over their comparisons.
             comp_ll = _comparison_loglik(D, y, thetas) * w[:, None]
-            user_ll = np.zeros((n_users, K))
-            np.add.at(user_ll, user_idx, comp_ll)
+            user_ll = np.stack(
+                [np.bincount(user_idx, weights=comp_ll[:, k], minlength=n_users) for k in range(K)],
+                axis=1,
+            )
             log_post = user_ll + np.log(pi)
             norm = special.logsumexp(log_post, axis=1, keepdims=True)
             resp = np.exp(log_post - norm)

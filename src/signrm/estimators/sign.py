@@ -5,11 +5,14 @@ Maximises the agreement ``(1/n) sum_i s_i sign(m_i)`` between the observed answe
 pairs. Under symmetric heterogeneity P(a preferred) > 1/2 exactly when the population-average
 utility prefers a, so the sign estimator is consistent for the population ordering, while
 cross-entropy (Bradley–Terry/RLHF) weights annotators by their confidence and is biased.
+Under asymmetric heterogeneity the majority ordering is biased too; with annotator ids the panel
+step (:mod:`signrm.estimators._panel`) shrinks towards the latent-class estimate of theta_bar.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +30,7 @@ from signrm.engine.linear import (
     unit,
     weight_totals,
 )
+from signrm.estimators._panel import panel_halves, panel_is_rich, read_panel, shrinkage_weight
 from signrm.estimators._params import (
     HEAD_CONSTRAINT,
     TORCH_HEAD_CONSTRAINTS,
@@ -49,6 +53,7 @@ PAPER_SCHEDULE = {
     "select_stage": "last",
     "max_iter": 30,
     "noise_tol": 0.1,
+    "panel": "off",
 }
 
 
@@ -139,6 +144,25 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         cross-validated path needs each stage near its optimum: on the worked example 0.1 made
         the default 7.0 / 6.8 / 11.3 degrees off instead of 4.9 / 2.5 / 7.3 (patience then stops
         the path at a lagging stage).
+    panel : "auto", "on" or "off"
+        Linear head, ``solver="anneal"``: the panel step (:mod:`signrm.estimators._panel`). The
+        sign fit targets the *majority* ordering, which is theta_bar's only under symmetric
+        heterogeneity; with annotator ids the latent-class BT estimate of theta_bar
+        (``LatentClassBT(panel_classes)``, fitted on all rows and on two halves of each
+        annotator's rows) is blended in with weight ``alpha = clip(1 - V / |u - e|^2, 0, 1)``:
+        near 1 where it differs from the sign fit by much more than its own noise ``V``, 0 where
+        the two agree up to it. ``"auto"`` (default) runs it with at least 10 annotators, on
+        average at least ``panel_min_per_feature * d`` comparisons each and at most 2^22
+        feature values (three EM fits: 1.4 s at n = 43,834 and 5.8 s at 1e5, d = 8, against
+        0.1 / 0.3 s for the rest of the fit); ``"on"`` whenever there
+        are user ids; ``"off"`` never (the sign estimator alone). Measured on the phase
+        diagram (d = 8, 200 annotators, 15 panel-coupling cells, 2 seeds): mean angle 0.65x
+        RLHF's at n = 43,834 with the step, 0.92x without; at most 1.02x RLHF's at n >= 10,000
+        (docs/adaptive.md).
+    panel_classes : int
+        Latent classes of the panel step (one EM start each).
+    panel_min_per_feature : float
+        ``"auto"``: the least mean number of comparisons per annotator, per feature.
     hidden_sizes, learning_rate, batch_size, max_epochs, patience, validation_fraction,
     weight_decay : MLP-head training settings.
     random_state : int or None
@@ -175,6 +199,13 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
     margin_scale_ : float
         Standard deviation of the training margins of ``coef_``.
     n_passes_, fit_seconds_ : passes over the data and wall time of the linear fit.
+    panel_weight_ : float
+        The weight ``alpha`` of the latent-class estimate in ``coef_`` (0.0 when the panel step
+        did not run).
+    panel_coef_ : (d,) unit vector or None
+        The latent-class estimate of theta_bar's direction (None when the step did not run).
+    panel_status_ : str
+        Whether the panel step ran, and why not ("skipped: no user ids", ...).
     """
 
     _saved = (
@@ -190,6 +221,9 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         "selected_blend_",
         "validation_agreement_",
         "cv_scores_",
+        "panel_weight_",
+        "panel_coef_",
+        "panel_status_",
     )
     _parameter_constraints: dict = {
         **TORCH_HEAD_CONSTRAINTS,
@@ -211,6 +245,9 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         "max_iter": [positive_int()],
         "tol": [non_negative_real()],
         "noise_tol": [non_negative_real()],
+        "panel": [Choice("auto", "on", "off")],
+        "panel_classes": [positive_int()],
+        "panel_min_per_feature": [non_negative_real()],
     }
 
     def __init__(
@@ -233,6 +270,9 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         max_iter: int = 15,
         tol: float = 1e-4,
         noise_tol: float = 0.0,
+        panel: str = "auto",
+        panel_classes: int = 3,
+        panel_min_per_feature: float = 1.0,
         hidden_sizes: Sequence[int] = (1024, 512),
         learning_rate: float = 1e-3,
         batch_size: int = 256,
@@ -261,6 +301,9 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.noise_tol = noise_tol
+        self.panel = panel
+        self.panel_classes = panel_classes
+        self.panel_min_per_feature = panel_min_per_feature
         self.hidden_sizes = hidden_sizes
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -291,6 +334,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         self.coef_ = self.bt_coef_ = self.stages_ = None
         self.validation_agreement_ = self.cv_scores_ = None
         self.selected_lambda_, self.selected_blend_ = float(lambdas[-1]), 1.0
+        self.panel_weight_, self.panel_coef_, self.panel_status_ = 0.0, None, "off (MLP head)"
         margins = self._torch_reward(data.xa) - self._torch_reward(data.xb)
         w = np.ones(data.n_samples) if data.weight is None else data.weight
         wn, s = w / w.sum(), data.signs
@@ -317,12 +361,14 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
             d = int(source.n_features)
             theta_bt = self._bt_start(passes, totals, d)
             self.bt_coef_ = theta_bt
+            n_users = count_users(passes) if self._wants_users() else 0
             if self.select_stage == "cv":
-                theta = self._fit_cv(passes, totals, theta_bt, lambdas)
+                theta = self._fit_cv(passes, totals, theta_bt, lambdas, n_users)
             else:
                 theta = self._fit_schedule(passes, totals, theta_bt, lambdas)
             if self.solver == "milp":
                 theta = self._solve_milp(source, theta)
+            theta = self._panel_step(source, theta, totals.n, d, n_users)
             self.coef_ = theta
             spool = MarginSpool(passes, totals, theta, keep=bool(self.calibrate))
             try:
@@ -387,10 +433,13 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         self.validation_agreement_ = self.cv_scores_ = None
         return u
 
-    def _fit_cv(self, passes: Passes, totals, theta_bt, lambdas) -> np.ndarray:
+    def _wants_users(self) -> bool:
+        return self.select_stage == "cv" or (self.panel != "off" and self.solver != "milp")
+
+    def _fit_cv(self, passes: Passes, totals, theta_bt, lambdas, n_users: int) -> np.ndarray:
         """Cross-fitted choice of the stage and the blend with BT (engine.bandwidth)."""
         n_folds = int(self.cv_folds)
-        by_user = count_users(passes) >= 4 * n_folds
+        by_user = n_users >= 4 * n_folds
         blends = np.unique(np.r_[0.0, np.asarray(self.blends, dtype=np.float64)])
         choice: BandwidthChoice = select_bandwidth(
             passes, totals, theta_bt, lambdas, blends,
@@ -420,6 +469,45 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
             u = choice.averaged_direction()
             self.objective_ = choice.fold_objective()
         return unit(blend_directions(u_bt, u, np.array([choice.blend]))[:, 0])
+
+    def _panel_step(self, source, u: np.ndarray, n: int, d: int, n_users: int) -> np.ndarray:
+        """Shrink ``u`` towards the latent-class estimate of theta_bar (:mod:`._panel`); sets
+        ``panel_weight_`` (the weight ``alpha`` of that estimate, 0 when the step did not run),
+        ``panel_coef_`` (its unit direction or None) and ``panel_status_`` (why it ran or not)."""
+        self.panel_weight_, self.panel_coef_ = 0.0, None
+        K = int(self.panel_classes)
+        if self.panel == "off" or self.solver == "milp":
+            self.panel_status_ = "off" if self.panel == "off" else "off (solver='milp')"
+            return u
+        runs, why = panel_is_rich(n, d, n_users, K, float(self.panel_min_per_feature))
+        if self.panel == "on" and n_users < K:
+            raise ValueError(
+                f"panel='on' needs user ids and at least panel_classes={K} annotators, got "
+                f"{n_users}"
+            )
+        if not runs and self.panel == "auto":
+            self.panel_status_ = f"skipped: {why}"
+            return u
+        from signrm.estimators.latent_class import LatentClassBT
+
+        data, rows = read_panel(source)
+        seed = int(self.random_state or 0)
+        try:
+            fits = [
+                unit(LatentClassBT(K, n_init=1, random_state=seed).fit(part).coef_,
+                     "the latent-class estimate")
+                for part in [data, *panel_halves(data, rows, seed)]
+            ]  # fmt: skip
+        except ValueError as exc:  # e.g. a half with fewer annotators than classes
+            if self.panel == "on":
+                raise
+            warnings.warn(f"SignEstimator: panel step skipped ({exc})", stacklevel=3)
+            self.panel_status_ = f"skipped: the latent-class fit failed ({exc})"
+            return u
+        alpha = shrinkage_weight(u, fits[0], fits[1:])
+        self.panel_weight_, self.panel_coef_ = alpha, fits[0]
+        self.panel_status_ = f"ran: weight {alpha:.2f} on the latent-class estimate ({K} classes)"
+        return unit((1.0 - alpha) * unit(u) + alpha * fits[0], "the panel-step direction")
 
     def _solve_milp(self, source, theta0: np.ndarray) -> np.ndarray:
         """The exact maximum-score direction, started from ``theta0`` (sets ``milp_info_``)."""

@@ -320,7 +320,8 @@ def phase_table(df: pd.DataFrame, estimator: str = "sign", base: str = "rlhf") -
     symmetric heterogeneity), ``base_error_deg``/``error_deg`` (mean angular errors of ``base``
     and ``estimator``), ``error_ratio`` (estimator / base), ``disagreement_diff_pts``
     (estimator minus base, percentage points), ``bias_share`` (bias / base error: near 1 where
-    RLHF's error is its bias) and ``n_seeds``. Empty without both estimators.
+    RLHF's error is its bias), ``panel_weight`` (the estimator's mean weight on the latent-class
+    estimate, NaN when not recorded) and ``n_seeds``. Empty without both estimators.
     """
     keys = [k for k in ("panel", "coupling", "n") if k in df.columns]
     if not {estimator, base} <= set(df.get("estimator", pd.Series(dtype=str))):
@@ -343,6 +344,9 @@ def phase_table(df: pd.DataFrame, estimator: str = "sign", base: str = "rlhf") -
             disagreement_diff_pts=100.0
             * float(m.loc[estimator, "disagreement"] - m.loc[base, "disagreement"]),
             bias_share=bias / base_err,
+            panel_weight=float(grp.loc[grp["estimator"] == estimator, "panel_weight"].mean())
+            if "panel_weight" in grp
+            else float("nan"),
             n_seeds=int(grp.loc[grp["estimator"] == estimator, "seed"].nunique()),
         )
         rows.append(row)

@@ -165,6 +165,7 @@ def _job_battery(setting: dict, seed: int, spec: dict) -> dict:
     out["fit_seconds"] = time.perf_counter() - t0
     out["bt_bias_deg"] = float(bias)
     out["sign_bias_deg"] = float(sign_bias)
+    out["panel_weight"] = float(getattr(est, "panel_weight_", float("nan")))
     return out
 
 

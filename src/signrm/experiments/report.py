@@ -86,7 +86,8 @@ def _section_phase(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
         "population BT bias (the infinite-data BT angle), `sign bias` the infinite-data "
         "maximum-score angle (0 under symmetric heterogeneity; asymmetric tastes move the "
         "majority ordering the sign estimator targets); `share` = bias / RLHF's error "
-        "(near 1: RLHF's error is its bias).",
+        "(near 1: RLHF's error is its bias); `panel step` = the default's mean weight on the "
+        "latent-class estimate of its panel step (docs/adaptive.md; 0 where it did not run).",
         "",
     ]
     if table.empty:
@@ -99,9 +100,11 @@ def _section_phase(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
         sign=table["error_deg"].map(lambda v: f"{v:.1f}"),
         ratio=table["error_ratio"].map(lambda v: f"{v:.2f}"),
         **{"dis diff (pts)": table["disagreement_diff_pts"].map(lambda v: f"{v:+.2f}")},
+        **{"panel step": table["panel_weight"].map(lambda v: "-" if v != v else f"{v:.2f}")},
     )
     cols = [c for c in ("panel", "coupling", "n") if c in shown] + [
-        "bias", "sign bias", "rlhf", "sign", "share", "ratio", "dis diff (pts)", "n_seeds"
+        "bias", "sign bias", "rlhf", "sign", "share", "ratio", "dis diff (pts)", "panel step",
+        "n_seeds",
     ]  # fmt: skip
     lines += [format_table(shown[cols]), ""]
     if plots:
