@@ -122,3 +122,15 @@ def test_a_failed_latent_class_fit_falls_back_to_the_sign_fit(monkeypatch):
     assert np.allclose(est.coef_, off.coef_)
     with pytest.raises(ValueError, match="no luck"):
         signrm.SignEstimator(panel="on").fit(data)
+
+
+def test_panel_on_is_refused_where_it_cannot_run():
+    data, _ = _panel("skewed", 1.0, 3000, 0)
+    with pytest.raises(ValueError, match="panel='on' needs the linear head and solver='anneal'"):
+        signrm.SignEstimator(panel="on", head="mlp").fit(data)
+    with pytest.raises(ValueError, match="panel='on' needs the linear head and solver='anneal'"):
+        signrm.SignEstimator(panel="on", solver="milp").fit(data)
+    with pytest.raises(ValueError, match="panel_classes"):
+        signrm.SignEstimator(panel_classes=1).fit(data)
+    milp = signrm.SignEstimator(solver="milp", milp_time_limit=5.0).fit(data.subset(range(200)))
+    assert milp.panel_status_ == "off (solver='milp')"

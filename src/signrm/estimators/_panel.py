@@ -9,8 +9,8 @@ welfare weights people by the scale of their utilities, which only a model of ea
 reveals. With panel data (user ids, several comparisons each) the latent-class BT model
 (:class:`~signrm.LatentClassBT`, ``coef_ = sum_k pi_k theta_k``) estimates theta_bar directly.
 
-The step shrinks towards that estimate, positive-part James-Stein style: with ``u`` the sign
-estimator's direction, ``e`` the latent-class direction fitted on all rows and ``e_1``, ``e_2``
+The step blends that estimate with the sign fit, positive-part James-Stein style (the noisy
+latent-class estimate shrunk towards the sign fit): with ``u`` the sign estimator's direction, ``e`` the latent-class direction fitted on all rows and ``e_1``, ``e_2``
 the same fit on two halves of each annotator's rows (unit vectors),
 
     alpha = clip(1 - V / |u - e|^2, 0, 1),   V = |e_1 - e_2|^2 / 4,
@@ -18,8 +18,10 @@ the same fit on two halves of each annotator's rows (unit vectors),
 where ``V`` estimates the sampling variance of ``e`` (the two halves' fits differ by twice a
 half-sample error; a full-sample fit has half a half-sample fit's variance). ``alpha`` is near 1
 where the two directions differ by much more than the latent-class fit's noise, near 0 where
-they agree up to it. All functions read the comparisons from a source, so in-memory, streaming and
-multi-process fits (every rank reads every chunk) compute the same step.
+they agree up to it. ``V`` ignores the noise of ``u``, so a noisy sign fit moves ``alpha``
+towards 1 (towards the latent-class estimate, then the more precise of the two). All functions
+read the comparisons from a source, so in-memory, streaming and multi-process fits (every rank
+reads every chunk) compute the same step.
 """
 
 from __future__ import annotations
@@ -87,8 +89,8 @@ def read_panel(source) -> tuple[PreferenceData, np.ndarray]:
 
 
 def panel_halves(data: PreferenceData, rows: np.ndarray, seed: int) -> list[PreferenceData]:
-    """Two halves of the comparisons, split by a hash of the global row index ``rows`` (n,), so
-    every annotator is in both; the same split on every entry point."""
+    """Two halves of the comparisons, split by a hash of the global row index ``rows`` (n,): an
+    annotator with several comparisons is in both; the same split on every entry point."""
     half = fold_of(rows, None, 2, seed, by_user=False)
     return [data.subset(np.flatnonzero(half == k)) for k in (0, 1)]
 

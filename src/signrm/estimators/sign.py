@@ -30,7 +30,13 @@ from signrm.engine.linear import (
     unit,
     weight_totals,
 )
-from signrm.estimators._panel import panel_halves, panel_is_rich, read_panel, shrinkage_weight
+from signrm.estimators._panel import (
+    PANEL_MAX_VALUES,
+    panel_halves,
+    panel_is_rich,
+    read_panel,
+    shrinkage_weight,
+)
 from signrm.estimators._params import (
     HEAD_CONSTRAINT,
     TORCH_HEAD_CONSTRAINTS,
@@ -149,18 +155,21 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         sign fit targets the *majority* ordering, which is theta_bar's only under symmetric
         heterogeneity; with annotator ids the latent-class BT estimate of theta_bar
         (``LatentClassBT(panel_classes)``, fitted on all rows and on two halves of each
-        annotator's rows) is blended in with weight ``alpha = clip(1 - V / |u - e|^2, 0, 1)``:
-        near 1 where it differs from the sign fit by much more than its own noise ``V``, 0 where
-        the two agree up to it. ``"auto"`` (default) runs it with at least 10 annotators, on
+        annotator's rows) is shrunk towards the sign fit ``u``: ``coef_`` is
+        ``(1 - alpha) u + alpha e`` with ``alpha = clip(1 - V / |u - e|^2, 0, 1)``, near 1 where
+        ``e`` differs from ``u`` by much more than its own noise ``V``, near 0 where the two agree
+        up to it (``V`` ignores the noise of ``u``: a noisy sign fit, e.g. the paper's schedule,
+        moves ``alpha`` towards 1). ``"auto"`` (default) runs it with at least
+        ``max(10, 2 panel_classes)`` annotators, on
         average at least ``panel_min_per_feature * d`` comparisons each and at most 2^22
         feature values (three EM fits: 1.4 s at n = 43,834 and 5.8 s at 1e5, d = 8, against
-        0.1 / 0.3 s for the rest of the fit); ``"on"`` whenever there
-        are user ids; ``"off"`` never (the sign estimator alone). Measured on the phase
+        0.09 / 0.24 s for the rest of the fit); ``"on"`` whenever there
+        are user ids (an error with the MLP head or ``solver="milp"``); ``"off"`` never (the sign estimator alone). Measured on the phase
         diagram (d = 8, 200 annotators, 15 panel-coupling cells, 2 seeds): mean angle 0.65x
         RLHF's at n = 43,834 with the step, 0.92x without; at most 1.02x RLHF's at n >= 10,000
         (docs/adaptive.md).
     panel_classes : int
-        Latent classes of the panel step (one EM start each).
+        Latent classes of the panel step, at least 2 (one EM start each).
     panel_min_per_feature : float
         ``"auto"``: the least mean number of comparisons per annotator, per feature.
     hidden_sizes, learning_rate, batch_size, max_epochs, patience, validation_fraction,
@@ -206,6 +215,10 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         The latent-class estimate of theta_bar's direction (None when the step did not run).
     panel_status_ : str
         Whether the panel step ran, and why not ("skipped: no user ids", ...).
+
+    ``objective_``, ``stages_``, ``selected_lambda_``, ``selected_blend_``, ``cv_scores_`` and
+    ``validation_agreement_`` describe the sign fit before the panel step; ``agreement_``,
+    ``margin_scale_`` and ``calibration_scale_`` the final ``coef_``.
     """
 
     _saved = (
@@ -246,7 +259,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         "tol": [non_negative_real()],
         "noise_tol": [non_negative_real()],
         "panel": [Choice("auto", "on", "off")],
-        "panel_classes": [positive_int()],
+        "panel_classes": [Interval(Integral, 2, None, closed="left")],
         "panel_min_per_feature": [non_negative_real()],
     }
 
@@ -326,6 +339,12 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         path of Parquet shards / ``.npy`` files, fitted out of core by the same engine.
         """
         lambdas = self._schedule()
+        if self.panel == "on" and (self.head != "linear" or self.solver == "milp"):
+            raise ValueError(
+                f"panel='on' needs the linear head and solver='anneal', got head={self.head!r}, "
+                f"solver={self.solver!r}: the panel step blends linear directions (pass "
+                "panel='auto' or 'off')"
+            )
         if self.head == "linear":
             return self._fit_linear(data, lambdas)
         data = self._fit_pairwise_head(
@@ -485,6 +504,12 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
                 f"panel='on' needs user ids and at least panel_classes={K} annotators, got "
                 f"{n_users}"
             )
+        if self.panel == "on" and n * d > PANEL_MAX_VALUES:
+            warnings.warn(
+                f"SignEstimator(panel='on'): the panel step holds {n} x {d} feature values in "
+                "memory three times over (every process) and runs three EM fits",
+                stacklevel=4,
+            )
         if not runs and self.panel == "auto":
             self.panel_status_ = f"skipped: {why}"
             return u
@@ -501,7 +526,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         except ValueError as exc:  # e.g. a half with fewer annotators than classes
             if self.panel == "on":
                 raise
-            warnings.warn(f"SignEstimator: panel step skipped ({exc})", stacklevel=3)
+            warnings.warn(f"SignEstimator: panel step skipped ({exc})", stacklevel=4)
             self.panel_status_ = f"skipped: the latent-class fit failed ({exc})"
             return u
         alpha = shrinkage_weight(u, fits[0], fits[1:])
