@@ -10,8 +10,9 @@ reveals. With panel data (user ids, several comparisons each) the latent-class B
 (:class:`~signrm.LatentClassBT`, ``coef_ = sum_k pi_k theta_k``) estimates theta_bar directly.
 
 The step blends that estimate with the sign fit, positive-part James-Stein style (the noisy
-latent-class estimate shrunk towards the sign fit): with ``u`` the sign estimator's direction, ``e`` the latent-class direction fitted on all rows and ``e_1``, ``e_2``
-the same fit on two halves of each annotator's rows (unit vectors),
+latent-class estimate shrunk towards the sign fit): with ``u`` the sign estimator's direction,
+``e`` the latent-class direction fitted on all rows and ``e_1``, ``e_2`` the same fit on two
+halves of each annotator's rows (unit vectors),
 
     alpha = clip(1 - V / |u - e|^2, 0, 1),   V = |e_1 - e_2|^2 / 4,
 
