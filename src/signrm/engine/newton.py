@@ -8,7 +8,8 @@ the latent-class M-step at n = 1e5, d = 8 (three classes) is several times faste
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+
+from signrm.engine.linear import _nll_and_slope
 
 #: Largest number of features solved by Newton (the Hessian is d x d, built in one product).
 NEWTON_MAX_FEATURES = 64
@@ -17,11 +18,13 @@ NEWTON_MAX_FEATURES = 64
 def bt_nll(D: np.ndarray, y: np.ndarray, wn: np.ndarray, theta: np.ndarray, l2: float) -> float:
     """``sum wn (softplus(m) - y m) + l2/2 |theta|^2`` with ``m = D theta`` (the logit BT loss of
     :func:`signrm.engine.linear.bt_objective`); ``wn`` (n,) sums to 1."""
-    return _loss(D @ theta, y, wn, theta, l2)
+    return _penalised(D @ theta, y, wn, theta, l2)[0]
 
 
-def _loss(m: np.ndarray, y: np.ndarray, wn: np.ndarray, theta: np.ndarray, l2: float) -> float:
-    return float(wn @ (np.logaddexp(0.0, m) - y * m)) + 0.5 * l2 * float(theta @ theta)
+def _penalised(m, y, wn, theta, l2) -> tuple[float, np.ndarray]:
+    """The penalised loss at margins ``m`` and the per-row slope ``p - y`` (n,)."""
+    nll, slope = _nll_and_slope(m, y, "logit")
+    return float(wn @ nll) + 0.5 * l2 * float(theta @ theta), slope
 
 
 def fit_bt_newton(
@@ -44,21 +47,21 @@ def fit_bt_newton(
     theta = np.asarray(theta0, dtype=np.float64).copy()
     ridge = (l2 + 1e-12) * np.eye(theta.size)
     m = D @ theta
-    f = _loss(m, y, wn, theta, l2)
+    f, slope = _penalised(m, y, wn, theta, l2)
     for _ in range(int(max_iter)):
-        p = special.expit(m)
-        grad = D.T @ (wn * (p - y)) + l2 * theta
+        grad = D.T @ (wn * slope) + l2 * theta
         if float(np.max(np.abs(grad))) < tol:
             break
+        p = slope + y
         hess = (D * (wn * p * (1.0 - p))[:, None]).T @ D + ridge
         step = np.linalg.solve(hess, grad)
         t, dm = 1.0, D @ step
         for _ in range(30):
-            f_new = _loss(m - t * dm, y, wn, theta - t * step, l2)
+            f_new, slope_new = _penalised(m - t * dm, y, wn, theta - t * step, l2)
             if f_new <= f:
                 break
             t *= 0.5
         else:
             break  # no descent along the Newton direction: at the optimum up to rounding
-        theta, m, f = theta - t * step, m - t * dm, f_new
+        theta, m, f, slope = theta - t * step, m - t * dm, f_new, slope_new
     return theta

@@ -50,6 +50,7 @@ from signrm.estimators._params import (
 )
 from signrm.estimators._torch_head import TorchHeadMixin
 from signrm.estimators.base import PreferenceEstimator
+from signrm.estimators.latent_class import LatentClassBT
 from signrm.losses import resolve_lambdas
 
 #: The sign paper's fixed schedule (seeds 000/001): ``SignEstimator(**PAPER_SCHEDULE)``.
@@ -516,8 +517,6 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         if not runs and self.panel == "auto":
             self.panel_status_ = f"skipped: {why}"
             return u
-        from signrm.estimators.latent_class import LatentClassBT
-
         data, rows = read_panel(source)
         seed = int(self.random_state or 0)
         try:
