@@ -139,7 +139,7 @@ def test_fit_prints_and_saves(capsys, tmp_path, st_dir, prefs, fitted):
     assert enc["fit"]["test_order_consistency"] == pytest.approx(held_out, abs=1e-4)
 
 
-@pytest.mark.parametrize("estimator", ["thurstone", "em", "clf-lgb"])
+@pytest.mark.parametrize("estimator", ["thurstone", "em", "npmle", "clf-lgb"])
 def test_fit_other_estimators(capsys, tmp_path, st_dir, prefs, fitted, estimator):
     code, out, err = run_cli(
         capsys, "fit", prefs, "--estimator", estimator, "--encoder", st_dir,

@@ -262,8 +262,9 @@ def _recommend(report: DiagnosisReport) -> tuple[str, str]:
         reason += (
             f" Latent-class BT prefers K = {k} classes by BIC: there are distinct taste groups "
             f"(LatentClassBT(n_classes={k}) describes them). With enough comparisons per "
-            "annotator the default SignEstimator() shrinks towards their population mean, "
-            "sum_k pi_k theta_k (its panel step: panel_weight_, panel_status_)."
+            "annotator the default SignEstimator() shrinks towards the population mean of a "
+            "mixture of annotators, NonparametricMixtureBT (its panel step: panel_weight_, "
+            "panel_status_)."
         )
     if report.users is None:
         reason += " No annotator ids: comparisons were treated as independent."

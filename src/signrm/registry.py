@@ -25,6 +25,7 @@ from signrm.estimators import (
     BradleyTerry,
     ClassificationRM,
     LatentClassBT,
+    NonparametricMixtureBT,
     PreferenceEstimator,
     SignEstimator,
 )
@@ -106,6 +107,11 @@ _SPECS = (
         {"backend": "lightgbm"},
     ),
     EstimatorSpec("em", LatentClassBT, "latent-class Bradley-Terry by EM (needs user ids)"),
+    EstimatorSpec(
+        "npmle",
+        NonparametricMixtureBT,
+        "nonparametric mixture of Bradley-Terry annotators (needs user ids)",
+    ),
 )
 _BY_NAME: Mapping[str, EstimatorSpec] = MappingProxyType({s.name: s for s in _SPECS})
 

@@ -47,10 +47,11 @@ def make_estimator(name: str, head: str, seed: int, n_classes: int):
     params: dict = {"random_state": seed}
     if spec.heads:
         params["head"] = head
-    elif name == "em":
+    elif name in ("em", "npmle"):
         if head != "linear":
-            raise UserError("--estimator em has linear class utilities only; drop --head")
-        params["n_classes"] = n_classes
+            raise UserError(f"--estimator {name} has linear utilities only; drop --head")
+        if name == "em":
+            params["n_classes"] = n_classes
     elif head != "linear":
         say(f"note: --head is ignored by {name} (its model is the {name[4:]} classifier)")
     return from_registry(name, **params)
@@ -164,7 +165,8 @@ def register(subparsers) -> None:
         default="sign",
         choices=estimator_names(),
         help="sign, bt (Bradley-Terry / RLHF), thurstone (probit), clf-mlp / clf-lgb "
-        "(classification reward model), em (latent-class BT, needs annotator ids)",
+        "(classification reward model), em (latent-class BT, needs annotator ids), npmle "
+        "(nonparametric mixture of BT annotators, needs annotator ids)",
     )
     p.add_argument(
         "--encoder",
@@ -364,12 +366,13 @@ def candidate_estimators(args: argparse.Namespace) -> list:
 def choose_features(texts, candidates: list, estimator, args: argparse.Namespace):
     """:func:`signrm.feature_select.select_features` on the training split only (so that the
     held-out figure printed later is not used to choose). Candidates are scored with the
-    estimator itself, except ``em``: its restarts would make the 5 x candidates fits cost
-    minutes, and its latent classes are BT models, so linear BT scores the features."""
+    estimator itself, except ``em`` and ``npmle``: restarts or per-annotator fits would make
+    the 5 x candidates fits cost minutes, and their annotators are BT models, so linear BT
+    scores the features."""
     from signrm.feature_select import DEFAULT_MAX_COMPARISONS, DEFAULT_SLACK, select_features
 
     train = texts.subset(training_rows(texts, args))
-    if args.estimator == "em":
+    if args.estimator in ("em", "npmle"):
         estimator = [make_estimator("bt", "linear", args.seed, args.n_classes)]
     with warnings_as_lines():
         return select_features(
@@ -425,8 +428,8 @@ def run(args: argparse.Namespace) -> int:
         f"read {len(texts)} comparisons ({texts.convention} convention), "
         f"{len(set(texts.prompts))} prompts, {n_users or 'no'} annotator ids"
     )
-    if args.estimator == "em" and texts.annotator is None:
-        raise UserError(f"{args.prefs}: --estimator em needs an annotator_id column")
+    if args.estimator in ("em", "npmle") and texts.annotator is None:
+        raise UserError(f"{args.prefs}: --estimator {args.estimator} needs an annotator_id column")
     if args.split == "user" and texts.annotator is None:
         raise UserError(f"{args.prefs}: --split user needs an annotator_id column")
 

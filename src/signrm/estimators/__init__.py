@@ -18,3 +18,6 @@ try:
     __all__.append("LatentClassBT")
 except ModuleNotFoundError:  # pragma: no cover
     pass
+from signrm.estimators.mixture_bt import NonparametricMixtureBT  # noqa: E402,F401
+
+__all__.append("NonparametricMixtureBT")

@@ -6,7 +6,7 @@ pairs. Under symmetric heterogeneity P(a preferred) > 1/2 exactly when the popul
 utility prefers a, so the sign estimator is consistent for the population ordering, while
 cross-entropy (Bradley–Terry/RLHF) weights annotators by their confidence and is biased.
 Under asymmetric heterogeneity the majority ordering is biased too; with annotator ids the panel
-step (:mod:`signrm.estimators._panel`) shrinks towards the latent-class estimate of theta_bar.
+step (:mod:`signrm.estimators._panel`) shrinks towards a mixture model's estimate of theta_bar.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from signrm.engine.linear import (
 )
 from signrm.estimators._panel import (
     PANEL_MAX_VALUES,
-    panel_halves,
+    PANEL_MODELS,
+    panel_estimates,
     panel_is_rich,
     read_panel,
+    shrinkage_target,
     shrinkage_weight,
 )
 from signrm.estimators._params import (
@@ -50,7 +52,6 @@ from signrm.estimators._params import (
 )
 from signrm.estimators._torch_head import TorchHeadMixin
 from signrm.estimators.base import PreferenceEstimator
-from signrm.estimators.latent_class import LatentClassBT
 from signrm.losses import resolve_lambdas
 
 #: The sign paper's fixed schedule (seeds 000/001): ``SignEstimator(**PAPER_SCHEDULE)``.
@@ -81,7 +82,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
     heterogeneity biases it, towards the sharp sign estimator. ``select_stage="last"`` with
     ``lambdas=(1, 15), n_stages=5`` (:data:`PAPER_SCHEDULE`) is the paper's fixed schedule.
     With annotator ids and enough comparisons per annotator, a final panel step blends in the
-    latent-class estimate of theta_bar where the majority ordering is biased (``panel``).
+    mixture-of-annotators estimate of theta_bar where the majority ordering is biased (``panel``).
 
     Parameters
     ----------
@@ -156,26 +157,35 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
     panel : "auto", "on" or "off"
         Linear head, ``solver="anneal"``: the panel step (:mod:`signrm.estimators._panel`). The
         sign fit targets the *majority* ordering, which is theta_bar's only under symmetric
-        heterogeneity; with annotator ids the latent-class BT estimate of theta_bar
-        (``LatentClassBT(panel_classes)``, fitted on all rows and on two halves of each
-        annotator's rows) is shrunk towards the sign fit ``u``: ``coef_`` is
-        ``(1 - alpha) u + alpha e`` with ``alpha = clip(1 - V / |u - e|^2, 0, 1)``, near 1 where
-        ``e`` differs from ``u`` by much more than its own noise ``V``, near 0 where the two agree
-        up to it (``V`` ignores the noise of ``u``: a noisy sign fit, e.g. the paper's schedule,
-        moves ``alpha`` towards 1). ``"auto"`` (default) runs it with at least
-        ``max(10, 2 panel_classes)`` annotators, on average at least
-        ``panel_min_per_feature * d`` comparisons each and at most 2^22 feature values (three
-        EM fits: 1.4 s at n = 43,834 and 5.8 s at 1e5, d = 8, against 0.09 / 0.24 s for the
-        rest of the fit); ``"on"`` whenever there are user ids (an error with the MLP head or
-        ``solver="milp"``); ``"off"`` never (the sign estimator alone). Measured on the phase
-        diagram (d = 8, 200 annotators, 15 panel-coupling cells, 2 seeds): mean angle 0.65x
-        RLHF's at n = 43,834 with the step, 0.92x without; at most 1.02x RLHF's at n >= 10,000.
-        Outside the battery (``benchmarks/robustness_sweep.py``, 40 fits) it was better than the
-        sign fit alone in 16 fits and worse in 3 (docs/adaptive.md).
+        heterogeneity; with annotator ids a panel model's estimate ``e`` of theta_bar (fitted on
+        all rows and on two halves of each annotator's rows) is shrunk towards ``u``, the sign
+        fit or the BT fit, whichever is closer to ``e``: ``coef_`` is ``(1 - alpha) u + alpha
+        e`` with ``alpha = clip(1 - V / |u - e|^2, 0, 1)``, near 1 where ``e`` differs from
+        ``u`` by much more than its own noise ``V``, near 0 where the two agree up to it (``V``
+        ignores the noise of ``u``: a noisy sign fit, e.g. the paper's schedule, moves ``alpha``
+        towards 1). ``"auto"`` (default) runs it with at least 10 annotators (``max(10, 2
+        panel_classes)`` for the latent-class model), on average at least
+        ``panel_min_per_feature * d`` comparisons each and at most 2^22 feature values; ``"on"`` whenever there are user ids (an error with the MLP head or
+        ``solver="milp"``); ``"off"`` never (the sign estimator alone). Measured with the NPMLE
+        model on the phase diagram (d = 8, 200 annotators, 15 panel-coupling cells, 2 seeds):
+        mean angle 0.38x RLHF's at n = 43,834 (0.65x with the latent-class model, 0.92x
+        without the step), at most 1.005x RLHF's at n >= 10,000; on ten other populations
+        (``benchmarks/robustness_sweep.py``, 40 fits) 0.62x on average, above 1.1x in 1
+        (docs/adaptive.md). Cost at d = 8, 200 annotators, one process: the default fit takes
+        1.0 s at n = 43,834 and 2.3 s at 1e5 (0.11 / 0.24 s with ``panel="off"``, 1.6 / 4.7 s
+        with the latent-class model).
+    panel_model : "npmle" or "latent_class"
+        The panel model: ``"npmle"`` (default), the nonparametric mixture of BT annotators
+        (:class:`~signrm.NonparametricMixtureBT`; every annotator's own fit makes the grid, no
+        classes to choose, no local optima); ``"latent_class"``,
+        ``LatentClassBT(panel_classes, n_init=1)``.
     panel_classes : int
-        Latent classes of the panel step, at least 2 (one EM start each).
+        Latent classes of the ``"latent_class"`` panel model, at least 2 (one EM start each).
     panel_min_per_feature : float
-        ``"auto"``: the least mean number of comparisons per annotator, per feature.
+        ``"auto"``: the least mean number of comparisons per annotator, per feature. Measured
+        on the phase diagram at n = 3,000 (1.9 per feature, d = 8): 0.97x RLHF on average with
+        the step (worst cell 1.14x) against 0.99x with 2 here, which skips it (worst 1.11x);
+        at 6.25 per feature (n = 10,000) the step gives 0.58x.
     hidden_sizes, learning_rate, batch_size, max_epochs, patience, validation_fraction,
     weight_decay : MLP-head training settings.
     random_state : int or None
@@ -213,10 +223,13 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         Standard deviation of the training margins of ``coef_``.
     n_passes_, fit_seconds_ : passes over the data and wall time of the linear fit.
     panel_weight_ : float
-        The weight ``alpha`` of the latent-class estimate in ``coef_`` (0.0 when the panel step
+        The weight ``alpha`` of the panel model's estimate in ``coef_`` (0.0 when the panel step
         did not run).
     panel_coef_ : (d,) unit vector or None
-        The latent-class estimate of theta_bar's direction (None when the step did not run).
+        The panel model's estimate of theta_bar's direction (None when the step did not run).
+    panel_target_ : "sign", "bt" or None
+        What the panel estimate was shrunk towards: the sign fit or the BT fit (``bt_coef_``),
+        whichever is closer to it (None when the step did not run).
     panel_status_ : str
         Whether the panel step ran, and why not ("skipped: no user ids", ...).
 
@@ -241,6 +254,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         "panel_weight_",
         "panel_coef_",
         "panel_status_",
+        "panel_target_",
     )
     _parameter_constraints: dict = {
         **TORCH_HEAD_CONSTRAINTS,
@@ -263,6 +277,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         "tol": [non_negative_real()],
         "noise_tol": [non_negative_real()],
         "panel": [Choice("auto", "on", "off")],
+        "panel_model": [Choice(*PANEL_MODELS)],
         "panel_classes": [Interval(Integral, 2, None, closed="left")],
         "panel_min_per_feature": [non_negative_real()],
     }
@@ -288,6 +303,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         tol: float = 1e-4,
         noise_tol: float = 0.0,
         panel: str = "auto",
+        panel_model: str = "npmle",
         panel_classes: int = 3,
         panel_min_per_feature: float = 1.0,
         hidden_sizes: Sequence[int] = (1024, 512),
@@ -319,6 +335,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         self.tol = tol
         self.noise_tol = noise_tol
         self.panel = panel
+        self.panel_model = panel_model
         self.panel_classes = panel_classes
         self.panel_min_per_feature = panel_min_per_feature
         self.hidden_sizes = hidden_sizes
@@ -358,6 +375,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         self.validation_agreement_ = self.cv_scores_ = None
         self.selected_lambda_, self.selected_blend_ = float(lambdas[-1]), 1.0
         self.panel_weight_, self.panel_coef_, self.panel_status_ = 0.0, None, "off (MLP head)"
+        self.panel_target_ = None
         margins = self._torch_reward(data.xa) - self._torch_reward(data.xb)
         w = np.ones(data.n_samples) if data.weight is None else data.weight
         wn, s = w / w.sum(), data.signs
@@ -494,20 +512,19 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         return unit(blend_directions(u_bt, u, np.array([choice.blend]))[:, 0])
 
     def _panel_step(self, source, u: np.ndarray, n: int, d: int, n_users: int) -> np.ndarray:
-        """Shrink ``u`` towards the latent-class estimate of theta_bar (:mod:`._panel`); sets
-        ``panel_weight_`` (the weight ``alpha`` of that estimate, 0 when the step did not run),
-        ``panel_coef_`` (its unit direction or None) and ``panel_status_`` (why it ran or not)."""
-        self.panel_weight_, self.panel_coef_ = 0.0, None
-        K = int(self.panel_classes)
+        """Shrink the panel model's estimate of theta_bar towards ``u`` or the BT fit, whichever
+        is closer to it (:mod:`._panel`); sets ``panel_weight_`` (the weight ``alpha`` of that
+        estimate, 0 when the step did not run), ``panel_coef_`` (its unit direction or None),
+        ``panel_target_`` and ``panel_status_`` (why it ran or not)."""
+        self.panel_weight_, self.panel_coef_, self.panel_target_ = 0.0, None, None
+        K = int(self.panel_classes) if self.panel_model == "latent_class" else 1
         if self.panel == "off" or self.solver == "milp":
             self.panel_status_ = "off" if self.panel == "off" else "off (solver='milp')"
             return u
         runs, why = panel_is_rich(n, d, n_users, K, float(self.panel_min_per_feature))
         if self.panel == "on" and n_users < K:
-            raise ValueError(
-                f"panel='on' needs user ids and at least panel_classes={K} annotators, got "
-                f"{n_users}"
-            )
+            need = f"at least panel_classes={K} annotators" if K > 1 else "annotator ids"
+            raise ValueError(f"panel='on' needs user ids and {need}, got {n_users} annotators")
         if self.panel == "on" and n * d > PANEL_MAX_VALUES:
             warnings.warn(
                 f"SignEstimator(panel='on'): the panel step holds {n} x {d} feature values in "
@@ -519,22 +536,29 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
             return u
         data, rows = read_panel(source)
         seed = int(self.random_state or 0)
+        name = "NPMLE" if self.panel_model == "npmle" else "latent-class"
         try:
-            fits = [
-                unit(LatentClassBT(K, n_init=1, random_state=seed).fit(part).coef_,
-                     "the latent-class estimate")
-                for part in [data, *panel_halves(data, rows, seed)]
-            ]  # fmt: skip
+            e, halves = panel_estimates(data, rows, self.panel_model, K, seed)
         except ValueError as exc:  # e.g. a half with fewer annotators than classes
             if self.panel == "on":
                 raise
             warnings.warn(f"SignEstimator: panel step skipped ({exc})", stacklevel=4)
-            self.panel_status_ = f"skipped: the latent-class fit failed ({exc})"
+            self.panel_status_ = f"skipped: the {name} fit failed ({exc})"
             return u
-        alpha = shrinkage_weight(u, fits[0], fits[1:])
-        self.panel_weight_, self.panel_coef_ = alpha, fits[0]
-        self.panel_status_ = f"ran: weight {alpha:.2f} on the latent-class estimate ({K} classes)"
-        return unit((1.0 - alpha) * unit(u) + alpha * fits[0], "the panel-step direction")
+        targets = {"sign fit": u, "BT fit": self.bt_coef_}
+        target = shrinkage_target(targets, e)
+        c = unit(targets[target], "the shrinkage target")
+        alpha = shrinkage_weight(c, e, halves)
+        self.panel_weight_, self.panel_coef_, self.panel_target_ = (
+            alpha,
+            e,
+            target.split()[0].lower(),
+        )
+        what = "NPMLE mixture" if self.panel_model == "npmle" else f"latent classes ({K})"
+        self.panel_status_ = (
+            f"ran: weight {alpha:.2f} on the {what} estimate, shrunk towards the {target}"
+        )
+        return unit((1.0 - alpha) * c + alpha * e, "the panel-step direction")
 
     def _solve_milp(self, source, theta0: np.ndarray) -> np.ndarray:
         """The exact maximum-score direction, started from ``theta0`` (sets ``milp_info_``)."""

@@ -320,7 +320,7 @@ def phase_table(df: pd.DataFrame, estimator: str = "sign", base: str = "rlhf") -
     symmetric heterogeneity), ``base_error_deg``/``error_deg`` (mean angular errors of ``base``
     and ``estimator``), ``error_ratio`` (estimator / base), ``disagreement_diff_pts``
     (estimator minus base, percentage points), ``bias_share`` (bias / base error: near 1 where
-    RLHF's error is its bias), ``panel_weight`` (the estimator's mean weight on the latent-class
+    RLHF's error is its bias), ``panel_weight`` (the estimator's mean weight on the panel model's
     estimate, NaN when not recorded) and ``n_seeds``. Empty without both estimators.
     """
     keys = [k for k in ("panel", "coupling", "n") if k in df.columns]

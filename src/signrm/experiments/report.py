@@ -87,7 +87,7 @@ def _section_phase(df: pd.DataFrame, out: Path, plots: bool) -> list[str]:
         "maximum-score angle (0 under symmetric heterogeneity; asymmetric tastes move the "
         "majority ordering the sign estimator targets); `share` = bias / RLHF's error "
         "(near 1: RLHF's error is its bias); `panel step` = the default's mean weight on the "
-        "latent-class estimate of its panel step (docs/adaptive.md; 0 where it did not run).",
+        "panel model's estimate in its panel step (docs/adaptive.md; 0 where it did not run).",
         "",
     ]
     if table.empty:
