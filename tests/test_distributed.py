@@ -140,8 +140,8 @@ def test_two_processes_match_one(tmp_path):
 
 
 def test_panel_step_two_processes_match_one(tmp_path):
-    """The default's panel step (latent classes from user ids) gives the same fit on 2 processes:
-    every rank reads the whole panel and runs the same EM."""
+    """The default's panel step (the NPMLE mixture of BT annotators, from user ids) gives the
+    same fit on 2 processes: every rank reads the whole panel and runs the same NPMLE fit."""
     from signrm.simulate import make_battery_population, simulate_comparisons
 
     pop = make_battery_population("decisive_minority", 1.0, 4, random_state=0)

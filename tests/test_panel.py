@@ -81,9 +81,9 @@ def test_shrinkage_weight():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_panel_step_stays_out_of_the_way_on_a_homogeneous_panel(seed):
-    # Every annotator follows the same BT model: the NPMLE mixture agrees with the sign fit up
-    # to its own noise, so the weight on it is small (measured: 0.00 on seeds 0-5, the mixture
-    # 1.0-2.0 degrees off theta) and the estimate is the sign estimator's.
+    # Every annotator follows the same BT model: the NPMLE mixture agrees with the closer of the
+    # sign and BT fits up to its own noise, so the weight on it is small (measured: 0.00 on
+    # seeds 0-5, the mixture 1.0-2.0 degrees off theta) and the estimate is that fit.
     rng = np.random.default_rng(seed)
     n, d = 20_000, 8
     theta = rng.standard_normal(d)

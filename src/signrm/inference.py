@@ -62,7 +62,8 @@ def sharp_sign_estimator():
     The default of the comparison: it is consistent for the population ordering under symmetric
     heterogeneity. The adaptive default ``SignEstimator()`` can choose the Bradley-Terry solution
     itself when the data do not contradict it, which makes "BT vs sign" zero by construction;
-    its panel step (off here) estimates another target, theta_bar from a latent-class model.
+    its panel step (off here) estimates another target, theta_bar from a nonparametric mixture
+    of BT annotators (``NonparametricMixtureBT``).
     """
     from signrm.estimators import SignEstimator
 

@@ -91,7 +91,7 @@ def per_user_bt(
     :func:`feature_metric`. With the identity, features in different units are shrunk by
     different amounts, which turns the annotators' fits into a biased direction: on the
     electricity panel (price in cents next to 0/1 indicators; 36 comparisons per person) the
-    mixture was 50 degrees from BT with a positive price coefficient, against 1.4 degrees in
+    mixture was 50 degrees from BT with a positive price coefficient, against 1.5 degrees in
     the features' own metric. Annotators take Newton steps together from ``center``, in blocks whose
     Hessians hold at most a few million entries (at most ``n_steps``; the fits are grid points,
     so a small remaining gradient does not matter). An annotator without rows gets ``center``.

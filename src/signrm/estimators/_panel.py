@@ -11,10 +11,11 @@ estimates theta_bar directly: by default the nonparametric one
 (:mod:`signrm.engine.npmle`, ``sum_u (n_u / n) E[theta_u | data_u]``), or
 :class:`~signrm.LatentClassBT` (``sum_k pi_k theta_k``).
 
-The step blends that estimate with the sign fit, positive-part James-Stein style (the noisy
-panel estimate shrunk towards the sign fit): with ``u`` the sign estimator's direction, ``e``
-the panel model's direction fitted on all rows and ``e_1``, ``e_2`` the same fit on two halves
-of each annotator's rows (unit vectors),
+The step blends that estimate with a pooled fit, positive-part James-Stein style (the noisy
+panel estimate shrunk towards the sign fit or the BT fit, whichever is closer to it,
+:func:`shrinkage_target`): with ``u`` that target's direction, ``e`` the panel model's
+direction fitted on all rows and ``e_1``, ``e_2`` the same fit on two halves of each
+annotator's rows (unit vectors),
 
     alpha = clip(1 - V / |u - e|^2, 0, 1),   V = |e_1 - e_2|^2 / 4,
 
@@ -38,7 +39,8 @@ from signrm.engine.linear import fold_of, unit
 #: cost is n x (at most 1281) log-sigmoids: on one core at d = 8, 200 annotators, the default
 #: fit takes 1.0 s at n = 43,834 and 2.3 s at 1e5 (0.11 / 0.24 s without the step).
 PANEL_MAX_VALUES = 1 << 22
-#: Fewest annotators for the automatic step (each of the ``K`` classes needs several people).
+#: Fewest annotators for the automatic step (``2 K`` for the latent-class model with ``K``
+#: classes, each of which needs several people).
 PANEL_MIN_USERS = 10
 
 
@@ -48,8 +50,9 @@ def panel_is_rich(
     """Whether the automatic panel step runs, and why not: ``(runs, reason)``.
 
     It runs with at least ``max(PANEL_MIN_USERS, 2 K)`` annotators, on average at least
-    ``min_per_feature * d`` comparisons each (the model must place each annotator in a class) and
-    ``n * d <= PANEL_MAX_VALUES``.
+    ``min_per_feature * d`` comparisons each (each annotator's own fit makes the NPMLE grid; the
+    latent-class model must place each annotator in a class) and ``n * d <= PANEL_MAX_VALUES``.
+    ``n_classes``: 1 for the NPMLE model.
     """
     if n_users == 0:
         return False, "no user ids"

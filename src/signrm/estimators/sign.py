@@ -158,18 +158,19 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         Linear head, ``solver="anneal"``: the panel step (:mod:`signrm.estimators._panel`). The
         sign fit targets the *majority* ordering, which is theta_bar's only under symmetric
         heterogeneity; with annotator ids a panel model's estimate ``e`` of theta_bar (fitted on
-        all rows and on two halves of each annotator's rows) is shrunk towards ``u``, the sign
-        fit or the BT fit, whichever is closer to ``e``: ``coef_`` is ``(1 - alpha) u + alpha
-        e`` with ``alpha = clip(1 - V / |u - e|^2, 0, 1)``, near 1 where ``e`` differs from
-        ``u`` by much more than its own noise ``V``, near 0 where the two agree up to it (``V``
-        ignores the noise of ``u``: a noisy sign fit, e.g. the paper's schedule, moves ``alpha``
-        towards 1). ``"auto"`` (default) runs it with at least 10 annotators (``max(10, 2
-        panel_classes)`` for the latent-class model), on average at least
-        ``panel_min_per_feature * d`` comparisons each and at most 2^22 feature values; ``"on"`` whenever there are user ids (an error with the MLP head or
+        all rows and on two halves of each annotator's rows) is shrunk towards ``c``, the sign
+        fit or the BT fit, whichever is closer to ``e``: ``coef_`` is the unit vector along
+        ``(1 - alpha) c + alpha e`` with ``alpha = clip(1 - V / |c - e|^2, 0, 1)``, near 1 where
+        ``e`` differs from ``c`` by much more than its own noise ``V``, near 0 where the two
+        agree up to it (``V`` ignores the noise of ``c``: a noisy sign fit, e.g. the paper's
+        schedule, moves ``alpha`` towards 1). ``"auto"`` (default) runs it with at least 10
+        annotators (``max(10, 2 panel_classes)`` for the latent-class model), on average at
+        least ``panel_min_per_feature * d`` comparisons each and at most 2^22 feature values;
+        ``"on"`` whenever there are user ids (an error with the MLP head or
         ``solver="milp"``); ``"off"`` never (the sign estimator alone). Measured with the NPMLE
         model on the phase diagram (d = 8, 200 annotators, 15 panel-coupling cells, 2 seeds):
-        mean angle 0.38x RLHF's at n = 43,834 (0.65x with the latent-class model, 0.92x
-        without the step), at most 1.005x RLHF's at n >= 10,000; on ten other populations
+        mean angle 0.38x RLHF's at n = 43,834 (0.65x with the previous default, three latent
+        classes shrunk towards the sign fit; 0.92x without the step), at most 1.005x RLHF's at n >= 10,000; on ten other populations
         (``benchmarks/robustness_sweep.py``, 40 fits) 0.62x on average, above 1.1x in 1
         (docs/adaptive.md). Cost at d = 8, 200 annotators, one process: the default fit takes
         1.0 s at n = 43,834 and 2.3 s at 1e5 (0.11 / 0.24 s with ``panel="off"``, 1.6 / 4.7 s
@@ -528,7 +529,7 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         if self.panel == "on" and n * d > PANEL_MAX_VALUES:
             warnings.warn(
                 f"SignEstimator(panel='on'): the panel step holds {n} x {d} feature values in "
-                "memory three times over (every process) and runs three EM fits",
+                "memory (every process) and fits the panel model on them and on two halves",
                 stacklevel=4,
             )
         if not runs and self.panel == "auto":
