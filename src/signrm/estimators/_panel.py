@@ -30,6 +30,9 @@ every chunk) compute the same step.
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 
 from signrm.data import PreferenceData
@@ -69,6 +72,11 @@ def panel_is_rich(
     return True, ""
 
 
+def informative_rows(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The comparisons a panel model learns from, (n,) bool: not ties, positive weight."""
+    return (y != 0.5) & (w > 0)
+
+
 def read_panel(source) -> tuple[PreferenceData, np.ndarray]:
     """Every non-tie comparison of ``source`` with a positive weight, with its user id, in memory,
     and the comparisons' global row indices (n,).
@@ -81,7 +89,7 @@ def read_panel(source) -> tuple[PreferenceData, np.ndarray]:
             raise ValueError(f"{chunk.where}: the panel step needs a user id for every comparison")
         y = np.asarray(chunk.y, dtype=np.float64)
         w = np.ones(y.size) if chunk.weight is None else np.asarray(chunk.weight, np.float64)
-        keep = (y != 0.5) & (w > 0)
+        keep = informative_rows(y, w)
         parts["D"].append(np.asarray(chunk.differences[keep], dtype=np.float64))
         parts["y"].append(y[keep])
         parts["w"].append(w[keep])
@@ -158,3 +166,74 @@ def shrinkage_weight(u: np.ndarray, e: np.ndarray, e_halves: list[np.ndarray]) -
         return 1.0
     diff = unit(e_halves[0]) - unit(e_halves[1])
     return float(np.clip(1.0 - float(diff @ diff) / (4.0 * gap), 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class PanelStep:
+    """What the panel step returns: ``coef`` (d,) the final unit direction, ``weight`` (alpha),
+    ``panel_coef`` (the panel model's unit direction or None), ``target`` ("sign", "bt" or
+    None) and ``status`` (whether it ran, and why not)."""
+
+    coef: np.ndarray
+    weight: float
+    panel_coef: np.ndarray | None
+    target: str | None
+    status: str
+
+
+#: The pooled fits the panel estimate can be shrunk towards, by ``panel_target_`` value.
+_TARGET_NAMES = {"sign": "sign fit", "bt": "BT fit"}
+
+
+def panel_step(
+    source,
+    u: np.ndarray,
+    u_bt: np.ndarray,
+    *,
+    n: int,
+    d: int,
+    n_users: int,
+    panel: str,
+    model: str,
+    n_classes: int,
+    min_per_feature: float,
+    seed: int,
+) -> PanelStep:
+    """The sign estimator's panel step (``panel`` "auto" or "on"): the panel model's estimate
+    of theta_bar shrunk towards the sign fit ``u`` or the BT fit ``u_bt`` (both (d,)), whichever
+    is closer to it. ``n``, ``d``, ``n_users``: the source's comparisons, features and
+    annotators. With ``"on"`` the step raises where ``"auto"`` skips with a status.
+    """
+    K = n_classes if model == "latent_class" else 1
+    runs, why = panel_is_rich(n, d, n_users, K, min_per_feature)
+    if panel == "on" and n_users < K:
+        need = f"at least panel_classes={K} annotators" if K > 1 else "annotator ids"
+        raise ValueError(f"panel='on' needs user ids and {need}, got {n_users} annotators")
+    if panel == "on" and n * d > PANEL_MAX_VALUES:
+        warnings.warn(
+            f"SignEstimator(panel='on'): the panel step holds {n} x {d} feature values in "
+            "memory (every process) and fits the panel model on them and on two halves",
+            stacklevel=5,
+        )
+    if not runs and panel == "auto":
+        return PanelStep(u, 0.0, None, None, f"skipped: {why}")
+    data, rows = read_panel(source)
+    name = "NPMLE" if model == "npmle" else "latent-class"
+    try:
+        e, halves = panel_estimates(data, rows, model, K, seed)
+    except ValueError as exc:  # e.g. a half with fewer annotators than classes
+        if panel == "on":
+            raise
+        warnings.warn(f"SignEstimator: panel step skipped ({exc})", stacklevel=5)
+        return PanelStep(u, 0.0, None, None, f"skipped: the {name} fit failed ({exc})")
+    targets = {"sign": u, "bt": u_bt}
+    target = shrinkage_target(targets, e)
+    c = unit(targets[target], "the shrinkage target")
+    alpha = shrinkage_weight(c, e, halves)
+    what = "NPMLE mixture" if model == "npmle" else f"latent classes ({K})"
+    status = (
+        f"ran: weight {alpha:.2f} on the {what} estimate, shrunk towards the "
+        f"{_TARGET_NAMES[target]}"
+    )
+    return PanelStep(unit((1.0 - alpha) * c + alpha * e, "the panel-step direction"), alpha, e,
+                     target, status)  # fmt: skip

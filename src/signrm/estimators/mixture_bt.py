@@ -14,6 +14,7 @@ from scipy import special
 
 from signrm.data import PreferenceData
 from signrm.engine.npmle import DEFAULT_MAX_ATOMS, DEFAULT_SCALES, annotator_index, fit_npmle
+from signrm.estimators._panel import informative_rows
 from signrm.estimators._params import (
     RANDOM_STATE_CONSTRAINT,
     IntervalSequence,
@@ -110,7 +111,7 @@ class NonparametricMixtureBT(PreferenceEstimator):
         users = data.require_users("NonparametricMixtureBT")
         y = np.asarray(data.y, dtype=np.float64)
         w = np.ones(y.size) if data.weight is None else np.asarray(data.weight, np.float64)
-        keep = (y != 0.5) & (w > 0)
+        keep = informative_rows(y, w)
         if not keep.any():
             raise ValueError("NonparametricMixtureBT needs at least one non-tie comparison")
         uniq, codes = annotator_index(np.asarray(users)[keep])

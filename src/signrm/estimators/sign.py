@@ -12,7 +12,6 @@ step (:mod:`signrm.estimators._panel`) shrinks towards a mixture model's estimat
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,15 +29,7 @@ from signrm.engine.linear import (
     unit,
     weight_totals,
 )
-from signrm.estimators._panel import (
-    PANEL_MAX_VALUES,
-    PANEL_MODELS,
-    panel_estimates,
-    panel_is_rich,
-    read_panel,
-    shrinkage_target,
-    shrinkage_weight,
-)
+from signrm.estimators._panel import PANEL_MODELS, PanelStep, panel_step
 from signrm.estimators._params import (
     HEAD_CONSTRAINT,
     TORCH_HEAD_CONSTRAINTS,
@@ -513,53 +504,22 @@ class SignEstimator(TorchHeadMixin, PreferenceEstimator):
         return unit(blend_directions(u_bt, u, np.array([choice.blend]))[:, 0])
 
     def _panel_step(self, source, u: np.ndarray, n: int, d: int, n_users: int) -> np.ndarray:
-        """Shrink the panel model's estimate of theta_bar towards ``u`` or the BT fit, whichever
-        is closer to it (:mod:`._panel`); sets ``panel_weight_`` (the weight ``alpha`` of that
-        estimate, 0 when the step did not run), ``panel_coef_`` (its unit direction or None),
-        ``panel_target_`` and ``panel_status_`` (why it ran or not)."""
-        self.panel_weight_, self.panel_coef_, self.panel_target_ = 0.0, None, None
-        K = int(self.panel_classes) if self.panel_model == "latent_class" else 1
+        """:func:`._panel.panel_step` with this estimator's settings; sets ``panel_weight_``,
+        ``panel_coef_``, ``panel_target_`` and ``panel_status_``."""
         if self.panel == "off" or self.solver == "milp":
-            self.panel_status_ = "off" if self.panel == "off" else "off (solver='milp')"
-            return u
-        runs, why = panel_is_rich(n, d, n_users, K, float(self.panel_min_per_feature))
-        if self.panel == "on" and n_users < K:
-            need = f"at least panel_classes={K} annotators" if K > 1 else "annotator ids"
-            raise ValueError(f"panel='on' needs user ids and {need}, got {n_users} annotators")
-        if self.panel == "on" and n * d > PANEL_MAX_VALUES:
-            warnings.warn(
-                f"SignEstimator(panel='on'): the panel step holds {n} x {d} feature values in "
-                "memory (every process) and fits the panel model on them and on two halves",
-                stacklevel=4,
+            step = PanelStep(
+                u, 0.0, None, None, "off" if self.panel == "off" else "off (solver='milp')"
             )
-        if not runs and self.panel == "auto":
-            self.panel_status_ = f"skipped: {why}"
-            return u
-        data, rows = read_panel(source)
-        seed = int(self.random_state or 0)
-        name = "NPMLE" if self.panel_model == "npmle" else "latent-class"
-        try:
-            e, halves = panel_estimates(data, rows, self.panel_model, K, seed)
-        except ValueError as exc:  # e.g. a half with fewer annotators than classes
-            if self.panel == "on":
-                raise
-            warnings.warn(f"SignEstimator: panel step skipped ({exc})", stacklevel=4)
-            self.panel_status_ = f"skipped: the {name} fit failed ({exc})"
-            return u
-        targets = {"sign fit": u, "BT fit": self.bt_coef_}
-        target = shrinkage_target(targets, e)
-        c = unit(targets[target], "the shrinkage target")
-        alpha = shrinkage_weight(c, e, halves)
-        self.panel_weight_, self.panel_coef_, self.panel_target_ = (
-            alpha,
-            e,
-            target.split()[0].lower(),
-        )
-        what = "NPMLE mixture" if self.panel_model == "npmle" else f"latent classes ({K})"
-        self.panel_status_ = (
-            f"ran: weight {alpha:.2f} on the {what} estimate, shrunk towards the {target}"
-        )
-        return unit((1.0 - alpha) * c + alpha * e, "the panel-step direction")
+        else:
+            step = panel_step(
+                source, u, self.bt_coef_, n=n, d=d, n_users=n_users, panel=self.panel,
+                model=self.panel_model, n_classes=int(self.panel_classes),
+                min_per_feature=float(self.panel_min_per_feature),
+                seed=int(self.random_state or 0),
+            )  # fmt: skip
+        self.panel_weight_, self.panel_coef_ = step.weight, step.panel_coef
+        self.panel_target_, self.panel_status_ = step.target, step.status
+        return step.coef
 
     def _solve_milp(self, source, theta0: np.ndarray) -> np.ndarray:
         """The exact maximum-score direction, started from ``theta0`` (sets ``milp_info_``)."""
